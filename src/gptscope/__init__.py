@@ -1,0 +1,10 @@
+"""gptscope: build a GPT, train it, and look inside it, on a laptop, offline."""
+
+from gptscope.config import ModelConfig
+from gptscope.io.checkpoint import load, save
+from gptscope.model import GPT, ActivationCache, HookPoint, Transformer, act_name
+
+__version__ = "0.1.0"
+
+__all__ = ["ActivationCache", "GPT", "HookPoint", "ModelConfig", "Transformer", "act_name",
+           "load", "save", "__version__"]

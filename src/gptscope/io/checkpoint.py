@@ -1,0 +1,123 @@
+"""gptscope run folders: ``config.json`` + ``model.safetensors`` (+ ``tokenizer.json``).
+
+Safetensors holds only tensors, so loading a checkpoint can never run code. Pickle-based
+files (``.pt``, ``.bin``, ``.ckpt``) are refused: unpickling executes whatever the file
+says.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from gptscope.config import ModelConfig
+from gptscope.io.atomic import write_text, write_with
+
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+TOKENIZER = "tokenizer.json"
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
+
+
+def save(model: nn.Module, path: str | Path, format: str = "gptscope") -> Path:
+    """Write ``model`` to the folder ``path`` and return it.
+
+    format "gptscope": config.json + model.safetensors (+ tokenizer.json when the model
+    has a tokenizer). format "hf": a Hugging Face folder that ``transformers`` opens.
+    """
+    path = Path(path)
+    if format == "hf":
+        from gptscope.io.hf_export import save_hf
+
+        return save_hf(model, path)
+    if format != "gptscope":
+        raise ValueError(f"unknown format {format!r}; use 'gptscope' or 'hf'")
+    cfg = getattr(model, "cfg", None)
+    if not isinstance(cfg, ModelConfig):
+        raise ValueError("save expects a gptscope Transformer (a module with a ModelConfig .cfg)")
+    from safetensors.torch import save_file
+
+    path.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    write_with(path / WEIGHTS, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
+    write_text(path / CONFIG, cfg.to_json() + "\n")
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is not None:
+        write_with(path / TOKENIZER, lambda tmp: tokenizer.save(tmp))
+    return path
+
+
+def read_config(path: Path) -> ModelConfig:
+    file = path / CONFIG
+    if not file.exists():
+        raise ValueError(f"{file} is missing; a gptscope folder holds {CONFIG} and {WEIGHTS}")
+    try:
+        data = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{file} is not valid JSON ({e}); the file is corrupt") from e
+    return ModelConfig.from_dict(data)
+
+
+def read_safetensors(file: Path, device: str = "cpu") -> dict[str, Any]:
+    """Load every tensor of a safetensors file, with errors that name the file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not file.exists():
+        raise ValueError(f"{file} is missing")
+    try:
+        return load_file(str(file), device=device)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise ValueError(f"{file} is corrupt or truncated ({e}); re-save or re-download it") from e
+
+
+def refuse_pickles(path: Path) -> None:
+    if not path.is_dir():
+        return
+    pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles and not (path / WEIGHTS).exists():
+        raise ValueError(
+            f"{path} holds only pickle checkpoints ({', '.join(pickles)}). gptscope never "
+            "unpickles files, because loading a pickle can run arbitrary code. Convert it "
+            "once, in a trusted environment, to safetensors (safetensors.torch.save_file)."
+        )
+
+
+def load(path: str | Path, device: str = "cpu") -> nn.Module:
+    """Load a model saved by ``save`` (or a Hugging Face folder, via ``load_pretrained``)."""
+    from gptscope.model.transformer import Transformer
+
+    path = Path(path)
+    if path.is_file() and path.suffix in PICKLE_SUFFIXES:
+        refuse_pickles(path.parent)
+        raise ValueError(f"{path} is a pickle file; gptscope loads safetensors folders only")
+    if not path.is_dir():
+        raise ValueError(f"{path} is not a folder; pass the folder that gs.save wrote")
+    refuse_pickles(path)
+    cfg = read_config(path)
+    state = read_safetensors(path / WEIGHTS, device=device)
+    model = Transformer(cfg, device="meta")
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(
+            f"{path / WEIGHTS} does not match {path / CONFIG}: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}"
+        )
+    for name, tensor in state.items():
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            raise ValueError(
+                f"{path / WEIGHTS}: tensor {name} has shape {tuple(tensor.shape)} but the "
+                f"config implies {tuple(expected[name].shape)}"
+            )
+    model.load_state_dict(state, assign=True)
+    model.rebuild_buffers(device)
+    if (path / TOKENIZER).exists():
+        from gptscope.tokenizers import load_tokenizer
+
+        model.tokenizer = load_tokenizer(path / TOKENIZER)
+    return model.eval()

@@ -1,0 +1,273 @@
+"""Hook points: identity layers that name every activation, and the machinery to use them.
+
+A ``HookPoint`` returns its input unchanged until someone attaches a function to it. The
+names follow TransformerLens (``blocks.0.attn.hook_pattern``), so code and habits port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Union
+
+import torch
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from gptscope.model.cache import ActivationCache
+
+HookFn = Callable[[Tensor, "HookPoint"], Union[Tensor, None]]
+NameFilter = Union[None, str, Sequence[str], Callable[[str], bool]]
+
+_LAYER_RE = re.compile(r"blocks\.(\d+)\.")
+
+# Hook points that cost extra compute when observed: cached only when asked for by name.
+ON_REQUEST = ("hook_result",)
+
+
+class HookPoint(nn.Module):
+    """An identity layer with a name; forward and backward functions can be attached.
+
+    ``fn(tensor, hook)`` may return a new tensor (replacing the activation) or None (keeping
+    it, possibly edited in place). A spliced module (``splice``) transforms the activation
+    first; its own hook points become addressable under this point's name.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name: str = ""
+        self.fwd_fns: list[HookFn] = []
+        self.bwd_fns: list[HookFn] = []
+        self.splice: nn.Module | None = None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.fwd_fns or self.bwd_fns or self.splice is not None)
+
+    def layer(self) -> int | None:
+        """The block index this hook lives in, or None for embeddings and ln_final."""
+        m = _LAYER_RE.match(self.name)
+        return int(m.group(1)) if m else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.splice is not None:
+            x = self.splice(x)
+        for fn in self.fwd_fns:
+            out = fn(x, self)
+            if out is not None:
+                if out.shape != x.shape:
+                    raise ValueError(
+                        f"hook function on {self.name} returned shape {tuple(out.shape)}, "
+                        f"expected {tuple(x.shape)}; return a tensor of the input's shape or None"
+                    )
+                x = out
+        if self.bwd_fns and x.requires_grad:
+            x.register_hook(self._run_bwd)
+        return x
+
+    def _run_bwd(self, grad: Tensor) -> Tensor:
+        for fn in self.bwd_fns:
+            out = fn(grad, self)
+            if out is not None:
+                grad = out
+        return grad
+
+    def extra_repr(self) -> str:
+        return self.name
+
+    @property
+    def ctx(self) -> dict:
+        """Scratch space for hook functions that need state across calls."""
+        if not hasattr(self, "_ctx"):
+            self._ctx: dict = {}
+        return self._ctx
+
+
+def act_name(name: str, layer: int | None = None, sub: str | None = None) -> str:
+    """Full hook name from TransformerLens-style shorthand.
+
+    act_name("pattern", 0) -> "blocks.0.attn.hook_pattern";
+    act_name("scale", 1, "ln2") -> "blocks.1.ln2.hook_scale"; act_name("embed") -> "hook_embed".
+    """
+    if "." in name or name.startswith("hook_"):
+        return name if layer is None else f"blocks.{layer}.{name}"
+    aliases = {"attn": "pattern", "attn_logits": "attn_scores", "rot_q": "rot_q",
+               "resid_pre": "resid_pre"}
+    name = aliases.get(name, name)
+    if layer is None:
+        if name in ("scale", "normalized"):
+            return f"ln_final.hook_{name}"
+        return f"hook_{name}"
+    if name in ("q", "k", "v", "z", "pattern", "attn_scores", "result", "rot_q", "rot_k"):
+        return f"blocks.{layer}.attn.hook_{name}"
+    if name in ("pre", "post", "mlp_pre", "mlp_post"):
+        return f"blocks.{layer}.mlp.hook_{name.replace('mlp_', '')}"
+    if name in ("scale", "normalized"):
+        return f"blocks.{layer}.{sub or 'ln1'}.hook_{name}"
+    return f"blocks.{layer}.hook_{name}"
+
+
+class HookedModule(nn.Module):
+    """Mixin giving a module TransformerLens-style hook management.
+
+    Call ``setup_hooks()`` at the end of ``__init__``: every HookPoint below gets its
+    dotted module path as its name.
+    """
+
+    def setup_hooks(self) -> None:
+        self.hook_dict: dict[str, HookPoint] = {}
+        for name, module in self.named_modules():
+            if isinstance(module, HookPoint):
+                # A spliced module's hooks read as children of the point they sit in.
+                name = name.replace(".splice.", ".")
+                module.name = name
+                self.hook_dict[name] = module
+
+    # -- finding hook points -------------------------------------------------------------
+
+    def _resolve(self, names: NameFilter, *, default_all: bool) -> list[HookPoint]:
+        hook_dict = self.hook_dict
+        if names is None:
+            if not default_all:
+                return []
+            return [h for n, h in hook_dict.items() if not n.endswith(ON_REQUEST)]
+        if callable(names):
+            return [h for n, h in hook_dict.items() if names(n)]
+        if isinstance(names, str):
+            names = [names]
+        points = []
+        for n in names:
+            if n not in hook_dict:
+                self._unknown_hook(n)
+            points.append(hook_dict[n])
+        return points
+
+    def _unknown_hook(self, name: str) -> None:
+        close = difflib.get_close_matches(name, list(self.hook_dict), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(
+            f"unknown hook name {name!r}{hint} (model.hook_dict lists all "
+            f"{len(self.hook_dict)} hook names)"
+        )
+
+    # -- attaching and removing ----------------------------------------------------------
+
+    @contextlib.contextmanager
+    def hooks(
+        self,
+        fwd_hooks: Iterable[tuple[str | Callable[[str], bool], HookFn]] = (),
+        bwd_hooks: Iterable[tuple[str | Callable[[str], bool], HookFn]] = (),
+    ) -> Iterator[HookedModule]:
+        """Attach hooks for the duration of a ``with`` block; removed even if it raises.
+
+        Each entry is (hook name or filter function on names, fn).
+        """
+        added: list[tuple[list[HookFn], HookFn]] = []
+        try:
+            for entries, attr in ((fwd_hooks, "fwd_fns"), (bwd_hooks, "bwd_fns")):
+                for name, fn in entries:
+                    for point in self._resolve(name, default_all=False):
+                        fns = getattr(point, attr)
+                        fns.append(fn)
+                        added.append((fns, fn))
+            yield self
+        finally:
+            for fns, fn in reversed(added):
+                # Remove by identity: the same fn may be attached at several points.
+                for i in range(len(fns) - 1, -1, -1):
+                    if fns[i] is fn:
+                        del fns[i]
+                        break
+
+    def reset_hooks(self) -> None:
+        """Remove every attached function (spliced modules stay; use ``detach``)."""
+        for point in self.hook_dict.values():
+            point.fwd_fns.clear()
+            point.bwd_fns.clear()
+
+    def run_with_hooks(
+        self,
+        *args: Any,
+        fwd_hooks: Iterable = (),
+        bwd_hooks: Iterable = (),
+        **kwargs: Any,
+    ) -> Any:
+        """Run forward with hooks attached only for this call."""
+        with self.hooks(fwd_hooks, bwd_hooks):
+            return self(*args, **kwargs)
+
+    def run_with_cache(
+        self,
+        *args: Any,
+        names_filter: NameFilter = None,
+        incl_bwd: bool = False,
+        device: str | torch.device | None = None,
+        **kwargs: Any,
+    ) -> tuple[Any, ActivationCache]:
+        """Run forward and return (output, cache of the activations ``names_filter`` picks).
+
+        ``names_filter``: None (all but on-request points such as hook_result), a name, a
+        list of names, or a function name -> bool. With ``incl_bwd`` the output must be a
+        scalar (e.g. ``return_type="loss"``); backward runs and gradients are cached under
+        ``name + "_grad"``.
+        """
+        from gptscope.model.cache import ActivationCache
+
+        store: dict[str, Tensor] = {}
+
+        def save(tensor: Tensor, hook: HookPoint) -> None:
+            t = tensor.detach()
+            store[hook.name] = t.to(device) if device is not None else t
+
+        def save_grad(grad: Tensor, hook: HookPoint) -> None:
+            t = grad.detach()
+            store[hook.name + "_grad"] = t.to(device) if device is not None else t
+
+        points = self._resolve(names_filter, default_all=True)
+        fwd = [(p.name, save) for p in points]
+        bwd = [(p.name, save_grad) for p in points] if incl_bwd else []
+        with self.hooks(fwd, bwd):
+            out = self(*args, **kwargs)
+            if incl_bwd:
+                if not isinstance(out, Tensor) or out.numel() != 1:
+                    raise ValueError(
+                        "incl_bwd=True needs a scalar output to call backward on; "
+                        "pass return_type='loss'"
+                    )
+                out.backward()
+        ordered = {p.name: store[p.name] for p in points if p.name in store}
+        ordered.update({k: v for k, v in store.items() if k.endswith("_grad")})
+        return out, ActivationCache(ordered, self)
+
+    # -- splicing modules into the forward pass --------------------------------------------
+
+    def attach(self, hook_name: str, module: nn.Module) -> None:
+        """Route the activation at ``hook_name`` through ``module`` (e.g. an SAE).
+
+        The module's own HookPoints become hooks named ``f"{hook_name}.{their path}"``.
+        """
+        point = self._resolve(hook_name, default_all=False)[0]
+        if point.splice is not None:
+            raise ValueError(f"{hook_name} already has a module attached; detach it first")
+        point.splice = module
+        self.setup_hooks()
+
+    def detach(self, hook_name: str) -> nn.Module:
+        """Remove and return the module attached at ``hook_name``."""
+        point = self._resolve(hook_name, default_all=False)[0]
+        if point.splice is None:
+            raise ValueError(f"nothing is attached at {hook_name}")
+        module, point.splice = point.splice, None
+        self.setup_hooks()
+        return module
+
+    @contextlib.contextmanager
+    def attached(self, hook_name: str, module: nn.Module) -> Iterator[nn.Module]:
+        """``with model.attached(name, sae): ...`` splices ``module`` in for the block."""
+        self.attach(hook_name, module)
+        try:
+            yield module
+        finally:
+            self.detach(hook_name)

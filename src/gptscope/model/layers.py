@@ -1,0 +1,288 @@
+"""The layers of a Transformer, with TransformerLens parameter names and shapes.
+
+Parameters keep TransformerLens's shapes (W_Q [head, d_model, d_head], ...) so weights and
+analysis code port. The forward passes fuse what they can (one QKV matmul, PyTorch SDPA,
+fused LayerNorm) and fall back to the written-out path only when a hook needs to see it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gptscope.config import ModelConfig
+from gptscope.model import functional as gf
+from gptscope.model.hooks import HookPoint
+
+ACTIVATIONS = {
+    "relu": F.relu,
+    "gelu": F.gelu,
+    "gelu_new": gf.gelu_new,
+    "silu": F.silu,
+}
+
+
+def _param(*shape: int, device=None, dtype=None) -> nn.Parameter:
+    return nn.Parameter(torch.empty(*shape, device=device, dtype=dtype))
+
+
+class Embed(nn.Module):
+    """Token ids -> vectors. W_E: [d_vocab, d_model]."""
+
+    def __init__(self, cfg: ModelConfig, device=None, dtype=None) -> None:
+        super().__init__()
+        self.W_E = _param(cfg.d_vocab, cfg.d_model, device=device, dtype=dtype)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return F.embedding(tokens, self.W_E)  # [batch, pos, d_model]
+
+
+class PosEmbed(nn.Module):
+    """Positions -> vectors: learned (a parameter) or sinusoidal (a fixed buffer).
+
+    W_pos: [n_ctx, d_model].
+    """
+
+    def __init__(self, cfg: ModelConfig, device=None, dtype=None) -> None:
+        super().__init__()
+        if cfg.positional == "learned":
+            self.W_pos = _param(cfg.n_ctx, cfg.d_model, device=device, dtype=dtype)
+        else:
+            table = gf.sinusoidal_positions(cfg.n_ctx, cfg.d_model)
+            self.register_buffer("W_pos", table.to(device=device, dtype=dtype), persistent=False)
+
+    def forward(self, positions: Tensor) -> Tensor:
+        """positions: [pos] or [batch, pos] -> [pos, d_model] or [batch, pos, d_model]."""
+        return self.W_pos[positions]
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm ("layer") or RMSNorm ("rms") with hooks on the scale and the output.
+
+    hook_scale: [batch, pos, 1]; hook_normalized: [batch, pos, d_model] (after w and b).
+    """
+
+    def __init__(self, cfg: ModelConfig, kind: str, device=None, dtype=None) -> None:
+        super().__init__()
+        self.kind, self.eps, self.d = kind, cfg.eps, cfg.d_model
+        self.w = nn.Parameter(torch.ones(cfg.d_model, device=device, dtype=dtype))
+        if kind == "layer":
+            self.b = nn.Parameter(torch.zeros(cfg.d_model, device=device, dtype=dtype))
+        else:
+            self.b = None
+        self.hook_scale = HookPoint()
+        self.hook_normalized = HookPoint()
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not (self.hook_scale.active or self.hook_normalized.active):
+            if self.kind == "layer":
+                return F.layer_norm(x, (self.d,), self.w, self.b, self.eps)
+            return F.rms_norm(x, (self.d,), self.w, self.eps)
+        if self.kind == "layer":
+            x = x - x.mean(-1, keepdim=True)
+        scale = self.hook_scale((x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
+        x = x / scale * self.w
+        if self.b is not None:
+            x = x + self.b
+        return self.hook_normalized(x)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention.
+
+    W_Q, W_K, W_V: [head, d_model, d_head]; W_O: [head, d_head, d_model];
+    b_Q, b_K, b_V: [head, d_head]; b_O: [d_model].
+    Hooks: hook_q/k/v/z [batch, pos, head, d_head]; hook_attn_scores and hook_pattern
+    [batch, head, query_pos, key_pos]; hook_result [batch, pos, head, d_model] (computed only
+    when something hooks it); hook_rot_q/k for rotary models.
+    """
+
+    def __init__(self, cfg: ModelConfig, device=None, dtype=None) -> None:
+        super().__init__()
+        H, d, dh = cfg.n_heads, cfg.d_model, cfg.d_head
+        self.cfg = cfg
+        self.W_Q = _param(H, d, dh, device=device, dtype=dtype)
+        self.W_K = _param(H, d, dh, device=device, dtype=dtype)
+        self.W_V = _param(H, d, dh, device=device, dtype=dtype)
+        self.W_O = _param(H, dh, d, device=device, dtype=dtype)
+        if cfg.attn_bias:
+            self.b_Q = nn.Parameter(torch.zeros(H, dh, device=device, dtype=dtype))
+            self.b_K = nn.Parameter(torch.zeros(H, dh, device=device, dtype=dtype))
+            self.b_V = nn.Parameter(torch.zeros(H, dh, device=device, dtype=dtype))
+            self.b_O = nn.Parameter(torch.zeros(d, device=device, dtype=dtype))
+        else:
+            self.b_Q = self.b_K = self.b_V = self.b_O = None
+        self.scale = 1.0 / math.sqrt(dh)
+        for name in ("q", "k", "v", "z", "attn_scores", "pattern", "result"):
+            setattr(self, f"hook_{name}", HookPoint())
+        if cfg.positional == "rotary":
+            self.hook_rot_q = HookPoint()
+            self.hook_rot_k = HookPoint()
+
+    def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One matmul for all heads' q, k and v: each [batch, pos, head, d_head]."""
+        H, dh = self.cfg.n_heads, self.cfg.d_head
+        w = torch.cat([self.W_Q, self.W_K, self.W_V], dim=0)  # [3*head, d_model, d_head]
+        w = w.permute(1, 0, 2).reshape(x.shape[-1], 3 * H * dh)
+        if self.b_Q is not None:
+            bias = torch.cat([self.b_Q, self.b_K, self.b_V], dim=0).reshape(-1)
+            qkv = torch.addmm(bias, x.reshape(-1, x.shape[-1]), w)
+        else:
+            qkv = x.reshape(-1, x.shape[-1]) @ w
+        q, k, v = qkv.view(*x.shape[:-1], 3, H, dh).unbind(-3)
+        return q, k, v
+
+    def forward(
+        self,
+        x: Tensor,
+        mask: Tensor | None,
+        rope: tuple[Tensor, Tensor] | None = None,
+        kv: KVLayer | None = None,
+    ) -> Tensor:
+        """x: [batch, pos, d_model]; mask: bool [batch or 1, 1, query, key] (True = attend)
+        or None for plain causal (or no mask when not causal). Returns [batch, pos, d_model].
+        """
+        q, k, v = self._qkv(x)
+        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
+        if rope is not None:
+            q = self.hook_rot_q(gf.apply_rotary(q, *rope))
+            k = self.hook_rot_k(gf.apply_rotary(k, *rope))
+        qh, kh, vh = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        if kv is not None:
+            kh, vh = kv.append(kh, vh)  # every cached key and value: [batch, head, key, d_head]
+        causal = self.cfg.causal and mask is None
+        dropout = self.cfg.dropout if self.training else 0.0
+        if not (self.hook_attn_scores.active or self.hook_pattern.active):
+            z = F.scaled_dot_product_attention(
+                qh, kh, vh, attn_mask=mask, dropout_p=dropout,
+                is_causal=causal and qh.shape[-2] == kh.shape[-2] and qh.shape[-2] > 1,
+            )
+        else:
+            if causal and qh.shape[-2] > 1:
+                mask = gf.causal_mask(qh.shape[-2], kh.shape[-2], device=x.device)
+            scores = (qh @ kh.transpose(-2, -1)) * self.scale
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            scores = self.hook_attn_scores(scores)
+            pattern = self.hook_pattern(F.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype))
+            if dropout:
+                pattern = F.dropout(pattern, dropout)
+            z = pattern @ vh
+        z = self.hook_z(z.transpose(1, 2))  # [batch, pos, head, d_head]
+        if self.hook_result.active:
+            result = self.hook_result(torch.einsum("bphd,hdm->bphm", z, self.W_O))
+            out = result.sum(dim=2)
+        else:
+            out = z.reshape(*z.shape[:2], -1) @ self.W_O.reshape(-1, self.W_O.shape[-1])
+        return out + self.b_O if self.b_O is not None else out
+
+
+class MLP(nn.Module):
+    """Two-layer MLP. W_in: [d_model, d_mlp]; W_out: [d_mlp, d_model].
+
+    hook_pre: [batch, pos, d_mlp] before the activation; hook_post: after it.
+    """
+
+    def __init__(self, cfg: ModelConfig, device=None, dtype=None) -> None:
+        super().__init__()
+        self.W_in = _param(cfg.d_model, cfg.d_mlp, device=device, dtype=dtype)
+        self.W_out = _param(cfg.d_mlp, cfg.d_model, device=device, dtype=dtype)
+        if cfg.mlp_bias:
+            self.b_in = nn.Parameter(torch.zeros(cfg.d_mlp, device=device, dtype=dtype))
+            self.b_out = nn.Parameter(torch.zeros(cfg.d_model, device=device, dtype=dtype))
+        else:
+            self.b_in = self.b_out = None
+        self.act = ACTIVATIONS[cfg.act_fn]
+        self.hook_pre = HookPoint()
+        self.hook_post = HookPoint()
+
+    def forward(self, x: Tensor) -> Tensor:
+        pre = self.hook_pre(F.linear(x, self.W_in.t(), self.b_in))
+        post = self.hook_post(self.act(pre))
+        return F.linear(post, self.W_out.t(), self.b_out)
+
+
+class Block(nn.Module):
+    """One transformer block: attention then MLP, each reading and writing the residual.
+
+    Pre-LN (GPT-2): resid_mid = resid_pre + attn(ln1(resid_pre)); resid_post = resid_mid +
+    mlp(ln2(resid_mid)). Post-LN (BERT) normalises after each add instead.
+    """
+
+    def __init__(self, cfg: ModelConfig, device=None, dtype=None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        norm = cfg.normalization
+        # Registration order is the order run_with_cache lists activations in.
+        self.hook_resid_pre = HookPoint()
+        self.ln1 = LayerNorm(cfg, norm, device, dtype) if norm else nn.Identity()
+        self.attn = Attention(cfg, device, dtype)
+        self.hook_attn_out = HookPoint()
+        if not cfg.attn_only:
+            self.hook_resid_mid = HookPoint()
+            self.ln2 = LayerNorm(cfg, norm, device, dtype) if norm else nn.Identity()
+            self.mlp = MLP(cfg, device, dtype)
+            self.hook_mlp_out = HookPoint()
+        elif cfg.norm_position == "post":
+            self.ln2 = LayerNorm(cfg, norm, device, dtype)
+        self.hook_resid_post = HookPoint()
+        if cfg.norm_position == "post":
+            self.hook_normalized_resid_post = HookPoint()
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: Tensor, mask, rope=None, kv=None) -> Tensor:
+        """x: [batch, pos, d_model] -> [batch, pos, d_model]."""
+        resid_pre = self.hook_resid_pre(x)
+        if self.cfg.norm_position == "post":
+            return self._forward_post_ln(resid_pre, mask, rope, kv)
+        attn_out = self.hook_attn_out(self.drop(self.attn(self.ln1(resid_pre), mask, rope, kv)))
+        if self.cfg.attn_only:
+            return self.hook_resid_post(resid_pre + attn_out)
+        resid_mid = self.hook_resid_mid(resid_pre + attn_out)
+        mlp_out = self.hook_mlp_out(self.drop(self.mlp(self.ln2(resid_mid))))
+        return self.hook_resid_post(resid_mid + mlp_out)
+
+    def _forward_post_ln(self, resid_pre: Tensor, mask, rope, kv) -> Tensor:
+        attn_out = self.hook_attn_out(self.drop(self.attn(resid_pre, mask, rope, kv)))
+        if self.cfg.attn_only:
+            resid_post = self.hook_resid_post(resid_pre + attn_out)
+            return self.hook_normalized_resid_post(self.ln2(resid_post))
+        resid_mid = self.hook_resid_mid(resid_pre + attn_out)
+        normalized = self.ln1(resid_mid)
+        mlp_out = self.hook_mlp_out(self.drop(self.mlp(normalized)))
+        resid_post = self.hook_resid_post(normalized + mlp_out)
+        return self.hook_normalized_resid_post(self.ln2(resid_post))
+
+
+class KVLayer:
+    """One layer's cached keys and values, preallocated to n_ctx: [batch, head, n_ctx, d_head]."""
+
+    def __init__(self, cache: KVCache, batch: int, cfg: ModelConfig, device, dtype) -> None:
+        shape = (batch, cfg.n_heads, cfg.n_ctx, cfg.d_head)
+        self.cache = cache
+        self.k = torch.empty(shape, device=device, dtype=dtype)
+        self.v = torch.empty(shape, device=device, dtype=dtype)
+
+    def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Store new keys/values [batch, head, new, d_head]; return all so far."""
+        start = self.cache.length
+        end = start + k.shape[-2]
+        self.k[:, :, start:end] = k
+        self.v[:, :, start:end] = v
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+
+class KVCache:
+    """Keys and values of every layer, so generation feeds only the new tokens each step.
+
+    ``length`` counts the positions already cached; the model advances it after each
+    forward pass that used the cache.
+    """
+
+    def __init__(self, cfg: ModelConfig, batch: int, device=None, dtype=None) -> None:
+        self.length = 0
+        self.n_ctx = cfg.n_ctx
+        self.layers = [KVLayer(self, batch, cfg, device, dtype) for _ in range(cfg.n_layers)]

@@ -1,0 +1,349 @@
+"""Transformer: one model class for GPT-2, attention-only toys and BERT-style encoders."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gptscope.config import ModelConfig
+from gptscope.model import functional as gf
+from gptscope.model.hooks import HookedModule, HookPoint
+from gptscope.model.layers import Block, Embed, KVCache, LayerNorm, PosEmbed
+
+RETURN_TYPES = ("logits", "loss", "both", None)
+
+
+class Transformer(HookedModule):
+    """A decoder (GPT) or encoder (BERT-style) transformer with a hook on every activation.
+
+    >>> cfg = ModelConfig(n_layers=2, d_model=64, n_heads=4, d_vocab=100, n_ctx=32)
+    >>> model = Transformer(cfg)
+    >>> model(torch.randint(0, 100, (2, 10))).shape
+    torch.Size([2, 10, 100])
+    """
+
+    def __init__(self, cfg: ModelConfig, device=None, dtype=None) -> None:
+        super().__init__()
+        if not isinstance(cfg, ModelConfig):
+            raise ValueError(f"Transformer needs a ModelConfig, got {type(cfg).__name__}")
+        self.cfg = cfg
+        self.tokenizer: Any = None  # set by training or loading; used for string prompts
+        self.embed = Embed(cfg, device, dtype)
+        self.hook_embed = HookPoint()  # [batch, pos, d_model]
+        if cfg.positional in ("learned", "sinusoidal"):
+            self.pos_embed = PosEmbed(cfg, device, dtype)
+            self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
+        if cfg.n_token_types:
+            self.token_type_embed = nn.Embedding(cfg.n_token_types, cfg.d_model, device=device,
+                                                 dtype=dtype)
+            self.hook_token_type_embed = HookPoint()
+        if cfg.embed_norm:
+            self.embed_ln = LayerNorm(cfg, cfg.normalization or "layer", device, dtype)
+        if cfg.positional == "rotary":
+            cos, sin = gf.rotary_angles(cfg.n_ctx, cfg.rotary_dim, cfg.rotary_base)
+            self.register_buffer("rotary_cos", cos.to(device), persistent=False)
+            self.register_buffer("rotary_sin", sin.to(device), persistent=False)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg, device, dtype) for _ in range(cfg.n_layers))
+        if cfg.normalization and cfg.final_norm and cfg.norm_position == "pre":
+            self.ln_final = LayerNorm(cfg, cfg.normalization, device, dtype)
+        else:
+            self.ln_final = None
+        self.unembed = Unembed(cfg, self.embed, device, dtype)
+        self.setup_hooks()
+        if device is None or torch.device(device).type != "meta":
+            self.init_weights()
+
+    # -- weights ---------------------------------------------------------------------------
+
+    def init_weights(self) -> None:
+        """GPT-2 initialisation: N(0, init_range) matrices, residual writers scaled down.
+
+        W_O and W_out are divided by sqrt(2 n_layers) so the residual stream's variance does
+        not grow with depth. ``cfg.seed`` makes it reproducible without touching global RNG.
+        """
+        std = self.cfg.init_range
+        out_std = std / math.sqrt(2 * max(self.cfg.n_layers, 1))
+        with torch.random.fork_rng(devices=[]):
+            if self.cfg.seed is not None:
+                torch.manual_seed(self.cfg.seed)
+            for name, p in self.named_parameters():
+                leaf = name.rsplit(".", 1)[-1]
+                if leaf.startswith("W_"):
+                    nn.init.normal_(p, 0.0, out_std if leaf in ("W_O", "W_out") else std)
+                elif name.startswith("token_type_embed"):
+                    nn.init.normal_(p, 0.0, std)
+
+    def rebuild_buffers(self, device=None) -> None:
+        """Recompute the fixed tables (sinusoidal positions, rotary angles) on ``device``.
+
+        They are not saved in checkpoints; a model built on the meta device needs them made.
+        """
+        device = device or self.device
+        cfg = self.cfg
+        if cfg.positional == "sinusoidal":
+            table = gf.sinusoidal_positions(cfg.n_ctx, cfg.d_model)
+            self.pos_embed.W_pos = table.to(device=device, dtype=self.dtype)
+        if cfg.positional == "rotary":
+            cos, sin = gf.rotary_angles(cfg.n_ctx, cfg.rotary_dim, cfg.rotary_base)
+            self.rotary_cos, self.rotary_sin = cos.to(device), sin.to(device)
+
+    def _stack(self, module: str, attr: str) -> Tensor:
+        return torch.stack([getattr(getattr(b, module), attr) for b in self.blocks])
+
+    W_E = property(lambda self: self.embed.W_E, doc="[d_vocab, d_model]")
+    W_U = property(lambda self: self.unembed.W_U, doc="[d_model, d_vocab]")
+    b_U = property(lambda self: self.unembed.b_U, doc="[d_vocab] or None")
+    W_Q = property(lambda self: self._stack("attn", "W_Q"), doc="[layer, head, d_model, d_head]")
+    W_K = property(lambda self: self._stack("attn", "W_K"), doc="[layer, head, d_model, d_head]")
+    W_V = property(lambda self: self._stack("attn", "W_V"), doc="[layer, head, d_model, d_head]")
+    W_O = property(lambda self: self._stack("attn", "W_O"), doc="[layer, head, d_head, d_model]")
+    b_Q = property(lambda self: self._stack("attn", "b_Q"), doc="[layer, head, d_head]")
+    b_K = property(lambda self: self._stack("attn", "b_K"), doc="[layer, head, d_head]")
+    b_V = property(lambda self: self._stack("attn", "b_V"), doc="[layer, head, d_head]")
+    b_O = property(lambda self: self._stack("attn", "b_O"), doc="[layer, d_model]")
+    W_in = property(lambda self: self._stack("mlp", "W_in"), doc="[layer, d_model, d_mlp]")
+    W_out = property(lambda self: self._stack("mlp", "W_out"), doc="[layer, d_mlp, d_model]")
+    b_in = property(lambda self: self._stack("mlp", "b_in"), doc="[layer, d_mlp]")
+    b_out = property(lambda self: self._stack("mlp", "b_out"), doc="[layer, d_model]")
+
+    @property
+    def W_pos(self) -> Tensor:
+        """[n_ctx, d_model]: learned or sinusoidal position vectors."""
+        if not hasattr(self, "pos_embed"):
+            raise ValueError(f"positional={self.cfg.positional!r} models have no W_pos")
+        return self.pos_embed.W_pos
+
+    @property
+    def device(self) -> torch.device:
+        return self.embed.W_E.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.embed.W_E.dtype
+
+    # -- input checks ----------------------------------------------------------------------
+
+    def to_tokens(self, tokens: Any) -> Tensor:
+        """Accept a string (needs a tokenizer), a list of ids or a tensor; return [batch, pos]."""
+        if isinstance(tokens, str):
+            if self.tokenizer is None:
+                raise ValueError(
+                    "got a string but this model has no tokenizer; pass token ids, or set "
+                    "model.tokenizer (gs.load attaches the run's tokenizer.json)"
+                )
+            tokens = self.tokenizer.encode(tokens)
+        if isinstance(tokens, (list, tuple)):
+            tokens = torch.tensor(tokens, dtype=torch.long)
+        if not isinstance(tokens, Tensor):
+            raise ValueError(f"tokens must be a LongTensor [batch, pos], got {type(tokens)}")
+        if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
+            raise ValueError(
+                f"tokens must be integer ids, got dtype {tokens.dtype}; use tokens.long() if "
+                "they are whole numbers, or pass residual vectors with start_at_layer"
+            )
+        if tokens.dim() == 1:
+            tokens = tokens.unsqueeze(0)
+        if tokens.dim() != 2:
+            raise ValueError(f"tokens must be [batch, pos], got shape {tuple(tokens.shape)}")
+        if tokens.numel() == 0:
+            raise ValueError(f"tokens are empty (shape {tuple(tokens.shape)}); pass at least one")
+        lo, hi = tokens.aminmax()
+        if lo.item() < 0 or hi.item() >= self.cfg.d_vocab:
+            raise ValueError(
+                f"token ids must lie in [0, d_vocab={self.cfg.d_vocab}); got min {lo.item()}, "
+                f"max {hi.item()}. Is the tokenizer the one this model was trained with?"
+            )
+        return tokens.to(self.device)
+
+    def _check_length(self, n: int) -> None:
+        if n > self.cfg.n_ctx:
+            raise ValueError(
+                f"sequence of length {n} exceeds n_ctx={self.cfg.n_ctx}; keep the last "
+                f"{self.cfg.n_ctx} tokens (tokens[:, -{self.cfg.n_ctx}:]) or use a model "
+                "with a larger n_ctx"
+            )
+
+    # -- forward ---------------------------------------------------------------------------
+
+    def embed_tokens(
+        self,
+        tokens: Tensor,
+        positions: Tensor,
+        token_type_ids: Tensor | None = None,
+    ) -> Tensor:
+        """Token (+ position, + segment) embeddings: [batch, pos] -> [batch, pos, d_model]."""
+        x = self.hook_embed(self.embed(tokens))
+        if hasattr(self, "pos_embed"):
+            pos = self.pos_embed(positions)
+            if pos.dim() == 2:
+                pos = pos.expand(tokens.shape[0], -1, -1)
+            x = x + self.hook_pos_embed(pos)
+        if self.cfg.n_token_types:
+            if token_type_ids is None:
+                token_type_ids = torch.zeros_like(tokens)
+            x = x + self.hook_token_type_embed(self.token_type_embed(token_type_ids))
+        if self.cfg.embed_norm:
+            x = self.embed_ln(x)
+        return self.drop(x)
+
+    def _attention_mask(self, attention_mask: Tensor | None, n_query: int, n_key: int):
+        """Combine causality and padding into a bool [batch, 1, query, key] mask, or None.
+
+        None lets SDPA use its causal kernel. Each query always sees itself, so fully
+        padded rows give finite (ignored) values instead of NaN.
+        """
+        if attention_mask is None:
+            if self.cfg.causal and n_query != n_key and n_query > 1:
+                return gf.causal_mask(n_query, n_key, device=self.device)[None, None]
+            return None
+        keys = attention_mask.to(self.device).bool()[:, None, None, :]  # [batch, 1, 1, key]
+        mask = keys.expand(-1, 1, n_query, -1)
+        if self.cfg.causal:
+            mask = mask & gf.causal_mask(n_query, n_key, device=self.device)
+        diag = torch.eye(n_query, n_key, dtype=torch.bool, device=self.device).roll(
+            n_key - n_query, dims=-1
+        )
+        return mask | diag
+
+    def forward(
+        self,
+        tokens: Any,
+        return_type: str | None = "logits",
+        attention_mask: Tensor | None = None,
+        start_at_layer: int | None = None,
+        stop_at_layer: int | None = None,
+        token_type_ids: Tensor | None = None,
+        loss_per_token: bool = False,
+        past: KVCache | None = None,
+    ) -> Any:
+        """Run the model.
+
+        tokens: LongTensor [batch, pos] (or [pos], a list, or a string with a tokenizer);
+        with ``start_at_layer`` it is instead the residual stream [batch, pos, d_model].
+        return_type: "logits" [batch, pos, d_vocab], "loss" (mean next-token loss; per token
+        [batch, pos - 1] with ``loss_per_token``), "both" (logits, loss) or None.
+        attention_mask: [batch, pos], 1 for real tokens and 0 for padding.
+        stop_at_layer: return the residual stream entering that block, [batch, pos, d_model].
+        past: a KVCache for incremental decoding (see ``generate``).
+        """
+        if return_type not in RETURN_TYPES:
+            raise ValueError(f"return_type must be one of {RETURN_TYPES}, got {return_type!r}")
+        offset = past.length if past is not None else 0
+        if start_at_layer is None:
+            tokens = self.to_tokens(tokens)
+            batch, n = tokens.shape
+            self._check_length(offset + n)
+            if attention_mask is not None and offset == 0:
+                positions = (attention_mask.to(self.device).long().cumsum(-1) - 1).clamp(min=0)
+            else:
+                positions = torch.arange(offset, offset + n, device=self.device)
+            x = self.embed_tokens(tokens, positions, token_type_ids)
+        else:
+            x, n = tokens, tokens.shape[1]
+            if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[-1] != self.cfg.d_model:
+                raise ValueError(
+                    f"with start_at_layer, pass the residual stream [batch, pos, "
+                    f"d_model={self.cfg.d_model}], got {getattr(x, 'shape', type(x))}"
+                )
+            positions = torch.arange(offset, offset + n, device=x.device)
+        rope = None
+        if self.cfg.positional == "rotary":
+            rope = (self.rotary_cos[positions], self.rotary_sin[positions])
+        mask = self._attention_mask(attention_mask, n, offset + n)
+        for i, block in enumerate(self.blocks[start_at_layer:stop_at_layer]):
+            layer = (start_at_layer or 0) + i
+            x = block(x, mask, rope, past.layers[layer] if past is not None else None)
+        if past is not None:
+            past.length += n
+        if stop_at_layer is not None:
+            return x
+        if return_type is None:
+            return None
+        logits = self.unembed(self.ln_final(x) if self.ln_final is not None else x)
+        if return_type == "logits":
+            return logits
+        loss = self.loss(logits, tokens, attention_mask, per_token=loss_per_token)
+        return loss if return_type == "loss" else (logits, loss)
+
+    @staticmethod
+    def loss(
+        logits: Tensor,
+        tokens: Tensor,
+        attention_mask: Tensor | None = None,
+        per_token: bool = False,
+    ) -> Tensor:
+        """Next-token cross-entropy: logits [batch, pos, vocab] predict tokens[:, 1:]."""
+        if not isinstance(tokens, Tensor) or tokens.dim() != 2:
+            raise ValueError("loss needs the token ids [batch, pos]; not available with "
+                             "start_at_layer (compute it from the logits yourself)")
+        if tokens.shape[1] < 2:
+            raise ValueError("loss needs at least 2 tokens per sequence (one to predict)")
+        per = F.cross_entropy(
+            logits[:, :-1].flatten(0, 1).float(), tokens[:, 1:].flatten(), reduction="none"
+        ).view(tokens.shape[0], -1)
+        if per_token:
+            return per
+        if attention_mask is None:
+            return per.mean()
+        keep = attention_mask[:, 1:].to(per.device).bool()
+        return per[keep].mean()
+
+    # -- generation ------------------------------------------------------------------------
+
+    def generate(self, tokens: Any, max_new_tokens: int = 20, **kwargs: Any) -> Any:
+        """Sample a continuation with a KV cache; see ``gptscope.model.generation.generate``."""
+        from gptscope.model.generation import generate
+
+        return generate(self, tokens, max_new_tokens, **kwargs)
+
+    def stream(self, tokens: Any, max_new_tokens: int = 20, **kwargs: Any) -> Iterator[Any]:
+        """Yield new tokens one step at a time (strings when the prompt was a string)."""
+        from gptscope.model.generation import stream
+
+        return stream(self, tokens, max_new_tokens, **kwargs)
+
+    def __repr__(self) -> str:
+        n = sum(p.numel() for p in self.parameters())
+        c = self.cfg
+        return (
+            f"Transformer(n_layers={c.n_layers}, d_model={c.d_model}, n_heads={c.n_heads}, "
+            f"d_vocab={c.d_vocab}, n_ctx={c.n_ctx}, params={n:,})"
+        )
+
+
+GPT = Transformer
+
+
+class Unembed(nn.Module):
+    """Residual -> logits. W_U: [d_model, d_vocab] (the transposed W_E when tied)."""
+
+    def __init__(self, cfg: ModelConfig, embed: Embed, device=None, dtype=None) -> None:
+        super().__init__()
+        if cfg.tie_embeddings:
+            # A plain attribute list hides the embedding from this module's state_dict, so
+            # the shared matrix is stored once.
+            self._tied = [embed]
+        else:
+            self.W_U = nn.Parameter(torch.empty(cfg.d_model, cfg.d_vocab, device=device,
+                                                dtype=dtype))
+        if cfg.unembed_bias:
+            self.b_U = nn.Parameter(torch.zeros(cfg.d_vocab, device=device, dtype=dtype))
+        else:
+            self.b_U = None
+
+    def __getattr__(self, name: str):
+        if name == "W_U" and "_tied" in self.__dict__:
+            return self.__dict__["_tied"][0].W_E.t()
+        return super().__getattr__(name)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """[batch, pos, d_model] -> [batch, pos, d_vocab]."""
+        if "_tied" in self.__dict__:
+            return F.linear(x, self._tied[0].W_E, self.b_U)
+        return F.linear(x, self.W_U.t(), self.b_U)
