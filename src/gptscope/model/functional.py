@@ -90,7 +90,8 @@ def rotary_angles(
 def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotate query or key vectors by their position.
 
-    x: [batch, pos, head, d_head]; cos, sin: [pos, rotary_dim] (rotary_dim <= d_head).
+    x: [batch, pos, head, d_head]; cos, sin: [pos, rotary_dim] or, for per-row positions
+    (padding), [batch, pos, rotary_dim] (rotary_dim <= d_head).
     Only the first rotary_dim features rotate; the rest pass through. The dot product of a
     rotated query at p and a rotated key at p' depends only on p - p'.
     """
@@ -98,8 +99,8 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     x_rot, x_pass = x[..., :rd], x[..., rd:]
     half = rd // 2
     rotated_half = torch.cat([-x_rot[..., half:], x_rot[..., :half]], dim=-1)
-    cos = cos[:, None, :].to(x.dtype)  # [pos, 1, rd] broadcasts over heads
-    sin = sin[:, None, :].to(x.dtype)
+    cos = cos.unsqueeze(-2).to(x.dtype)  # [(batch,) pos, 1, rd] broadcasts over heads
+    sin = sin.unsqueeze(-2).to(x.dtype)
     out = x_rot * cos + rotated_half * sin
     return torch.cat([out, x_pass], dim=-1) if x_pass.shape[-1] else out
 

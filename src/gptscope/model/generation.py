@@ -4,7 +4,8 @@ Each step feeds only the newest token; keys and values of earlier positions come
 cache, so a step costs O(pos) instead of O(pos^2). When the context window fills up, the
 window slides: the oldest tokens drop out and the cache is rebuilt from the last n_ctx
 tokens (learned positions cannot be shifted in place), which costs one full forward pass
-per step from then on, exactly as generation without a cache does. Pass ``on_overflow="error"`` to refuse instead.
+per step from then on, exactly as generation without a cache does. Pass
+``on_overflow="error"`` to refuse instead.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import contextlib
 import difflib
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -18,8 +18,8 @@ from torch import Tensor, nn
 if TYPE_CHECKING:
     from gptscope.model.cache import ActivationCache
 
-HookFn = Callable[[Tensor, "HookPoint"], Union[Tensor, None]]
-NameFilter = Union[None, str, Sequence[str], Callable[[str], bool]]
+HookFn = Callable[[Tensor, "HookPoint"], Tensor | None]
+NameFilter = None | str | Sequence[str] | Callable[[str], bool]
 
 _LAYER_RE = re.compile(r"blocks\.(\d+)\.")
 
@@ -64,11 +64,14 @@ class HookPoint(nn.Module):
                     )
                 x = out
         if self.bwd_fns and x.requires_grad:
-            x.register_hook(self._run_bwd)
+            # Bind the functions attached now: run_with_hooks removes them before the
+            # caller's backward pass, which must still run them on this forward's graph.
+            fns = list(self.bwd_fns)
+            x.register_hook(lambda grad: self._run_bwd(grad, fns))
         return x
 
-    def _run_bwd(self, grad: Tensor) -> Tensor:
-        for fn in self.bwd_fns:
+    def _run_bwd(self, grad: Tensor, fns: list[HookFn]) -> Tensor:
+        for fn in fns:
             out = fn(grad, self)
             if out is not None:
                 grad = out

@@ -62,7 +62,8 @@ class PosEmbed(nn.Module):
 class LayerNorm(nn.Module):
     """LayerNorm ("layer") or RMSNorm ("rms") with hooks on the scale and the output.
 
-    hook_scale: [batch, pos, 1]; hook_normalized: [batch, pos, d_model] (after w and b).
+    hook_scale: [batch, pos, 1]; hook_normalized: [batch, pos, d_model] (before w and b,
+    as in TransformerLens).
     """
 
     def __init__(self, cfg: ModelConfig, kind: str, device=None, dtype=None) -> None:
@@ -84,10 +85,9 @@ class LayerNorm(nn.Module):
         if self.kind == "layer":
             x = x - x.mean(-1, keepdim=True)
         scale = self.hook_scale((x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
-        x = x / scale * self.w
-        if self.b is not None:
-            x = x + self.b
-        return self.hook_normalized(x)
+        # As in TransformerLens, hook_normalized sees the output before w and b.
+        x = self.hook_normalized(x / scale) * self.w
+        return x + self.b if self.b is not None else x
 
 
 class Attention(nn.Module):
@@ -122,16 +122,33 @@ class Attention(nn.Module):
             self.hook_rot_q = HookPoint()
             self.hook_rot_k = HookPoint()
 
+    def _fused_qkv(self) -> tuple[Tensor, Tensor | None]:
+        """W_Q, W_K, W_V side by side as one [d_model, 3 * head * d_head] matrix (+ bias).
+
+        Building it copies the weights, so when no gradient is needed (inference,
+        generation) the result is reused until a weight changes (tracked by version).
+        """
+        params = (self.W_Q, self.W_K, self.W_V, self.b_Q, self.b_K, self.b_V)
+        reuse = not (torch.is_grad_enabled() and self.W_Q.requires_grad)
+        key = tuple((p._version, p.data_ptr()) for p in params if p is not None)
+        if reuse and getattr(self, "_qkv_key", None) == key:
+            return self._qkv_cached
+        w = torch.cat([self.W_Q, self.W_K, self.W_V], dim=0)  # [3*head, d_model, d_head]
+        w = w.permute(1, 0, 2).reshape(self.W_Q.shape[1], -1)
+        bias = None
+        if self.b_Q is not None:
+            bias = torch.cat([self.b_Q, self.b_K, self.b_V], dim=0).reshape(-1)
+        if reuse:
+            self._qkv_key, self._qkv_cached = key, (w, bias)
+        else:
+            self._qkv_key = None
+        return w, bias
+
     def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """One matmul for all heads' q, k and v: each [batch, pos, head, d_head]."""
         H, dh = self.cfg.n_heads, self.cfg.d_head
-        w = torch.cat([self.W_Q, self.W_K, self.W_V], dim=0)  # [3*head, d_model, d_head]
-        w = w.permute(1, 0, 2).reshape(x.shape[-1], 3 * H * dh)
-        if self.b_Q is not None:
-            bias = torch.cat([self.b_Q, self.b_K, self.b_V], dim=0).reshape(-1)
-            qkv = torch.addmm(bias, x.reshape(-1, x.shape[-1]), w)
-        else:
-            qkv = x.reshape(-1, x.shape[-1]) @ w
+        w, bias = self._fused_qkv()
+        qkv = F.linear(x, w.t(), bias)
         q, k, v = qkv.view(*x.shape[:-1], 3, H, dh).unbind(-3)
         return q, k, v
 
@@ -175,9 +192,10 @@ class Attention(nn.Module):
         if self.hook_result.active:
             result = self.hook_result(torch.einsum("bphd,hdm->bphm", z, self.W_O))
             out = result.sum(dim=2)
-        else:
-            out = z.reshape(*z.shape[:2], -1) @ self.W_O.reshape(-1, self.W_O.shape[-1])
-        return out + self.b_O if self.b_O is not None else out
+            return out + self.b_O if self.b_O is not None else out
+        # [batch, pos, head * d_head] @ [head * d_head, d_model], bias fused into the matmul
+        return F.linear(z.reshape(*z.shape[:2], -1), self.W_O.reshape(-1, self.W_O.shape[-1]).t(),
+                        self.b_O)
 
 
 class MLP(nn.Module):

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from gptscope.config import ModelConfig
 from gptscope.model import functional as gf
 from gptscope.model.hooks import HookedModule, HookPoint
-from gptscope.model.layers import Block, Embed, KVCache, LayerNorm, PosEmbed
+from gptscope.model.layers import ACTIVATIONS, Block, Embed, KVCache, LayerNorm, PosEmbed
 
 RETURN_TYPES = ("logits", "loss", "both", None)
 
@@ -33,6 +33,7 @@ class Transformer(HookedModule):
             raise ValueError(f"Transformer needs a ModelConfig, got {type(cfg).__name__}")
         self.cfg = cfg
         self.tokenizer: Any = None  # set by training or loading; used for string prompts
+        self.pos_offset = 0  # see forward
         self.embed = Embed(cfg, device, dtype)
         self.hook_embed = HookPoint()  # [batch, pos, d_model]
         if cfg.positional in ("learned", "sinusoidal"):
@@ -54,6 +55,7 @@ class Transformer(HookedModule):
             self.ln_final = LayerNorm(cfg, cfg.normalization, device, dtype)
         else:
             self.ln_final = None
+        self.mlm_head = MLMHead(cfg, device, dtype) if cfg.mlm_head else None
         self.unembed = Unembed(cfg, self.embed, device, dtype)
         self.setup_hooks()
         if device is None or torch.device(device).type != "meta":
@@ -74,7 +76,7 @@ class Transformer(HookedModule):
                 torch.manual_seed(self.cfg.seed)
             for name, p in self.named_parameters():
                 leaf = name.rsplit(".", 1)[-1]
-                if leaf.startswith("W_"):
+                if leaf.startswith("W_") or leaf == "W":  # "W": mlm_head
                     nn.init.normal_(p, 0.0, out_std if leaf in ("W_O", "W_out") else std)
                 elif name.startswith("token_type_embed"):
                     nn.init.normal_(p, 0.0, std)
@@ -94,6 +96,9 @@ class Transformer(HookedModule):
             self.rotary_cos, self.rotary_sin = cos.to(device), sin.to(device)
 
     def _stack(self, module: str, attr: str) -> Tensor:
+        if not len(self.blocks):  # n_layers=0: an empty stack, still [0, ...]-shaped
+            shape = getattr(getattr(Block(self.cfg, device="meta"), module), attr).shape
+            return torch.empty(0, *shape, device=self.device, dtype=self.dtype)
         return torch.stack([getattr(getattr(b, module), attr) for b in self.blocks])
 
     W_E = property(lambda self: self.embed.W_E, doc="[d_vocab, d_model]")
@@ -235,6 +240,9 @@ class Transformer(HookedModule):
         if return_type not in RETURN_TYPES:
             raise ValueError(f"return_type must be one of {RETURN_TYPES}, got {return_type!r}")
         offset = past.length if past is not None else 0
+        # Hooks that care where they are in the sequence (steering "from position k") read
+        # this: the absolute position of this call's first token, > 0 during cached decoding.
+        self.pos_offset = offset
         if start_at_layer is None:
             tokens = self.to_tokens(tokens)
             batch, n = tokens.shape
@@ -265,7 +273,11 @@ class Transformer(HookedModule):
             return x
         if return_type is None:
             return None
-        logits = self.unembed(self.ln_final(x) if self.ln_final is not None else x)
+        if self.ln_final is not None:
+            x = self.ln_final(x)
+        if self.mlm_head is not None:
+            x = self.mlm_head(x)
+        logits = self.unembed(x)
         if return_type == "logits":
             return logits
         loss = self.loss(logits, tokens, attention_mask, per_token=loss_per_token)
@@ -318,6 +330,24 @@ class Transformer(HookedModule):
 
 
 GPT = Transformer
+
+
+class MLMHead(nn.Module):
+    """BERT's masked-LM transform, applied before the unembedding (``cfg.mlm_head``).
+
+    resid [batch, pos, d_model] -> LayerNorm(act(resid @ W + b)). W: [d_model, d_model].
+    Names follow TransformerLens's ``BertMLMHead`` (mlm_head.W, .b, .ln.w, .ln.b).
+    """
+
+    def __init__(self, cfg: ModelConfig, device=None, dtype=None) -> None:
+        super().__init__()
+        self.W = nn.Parameter(torch.empty(cfg.d_model, cfg.d_model, device=device, dtype=dtype))
+        self.b = nn.Parameter(torch.zeros(cfg.d_model, device=device, dtype=dtype))
+        self.act = ACTIVATIONS[cfg.act_fn]
+        self.ln = LayerNorm(cfg, cfg.normalization or "layer", device, dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.ln(self.act(F.linear(x, self.W.t(), self.b)))
 
 
 class Unembed(nn.Module):
