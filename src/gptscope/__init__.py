@@ -2,9 +2,10 @@
 
 from gptscope.config import ModelConfig
 from gptscope.io.checkpoint import load, save
+from gptscope.io.hf_import import load_pretrained
 from gptscope.model import GPT, ActivationCache, HookPoint, Transformer, act_name
 
 __version__ = "0.1.0"
 
 __all__ = ["ActivationCache", "GPT", "HookPoint", "ModelConfig", "Transformer", "act_name",
-           "load", "save", "__version__"]
+           "load", "load_pretrained", "save", "__version__"]

@@ -56,6 +56,7 @@ class ModelConfig:
     attn_bias: bool = True
     mlp_bias: bool = True
     unembed_bias: bool = False
+    mlm_head: bool = False  # BERT's masked-LM transform (dense, act, LayerNorm) before W_U
     extra: dict = field(default_factory=dict)  # free-form provenance, e.g. the source architecture
 
     def __post_init__(self) -> None:

@@ -46,7 +46,9 @@ def save(model: nn.Module, path: str | Path, format: str = "gptscope") -> Path:
     write_text(path / CONFIG, cfg.to_json() + "\n")
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is not None:
-        write_with(path / TOKENIZER, lambda tmp: tokenizer.save(tmp))
+        # Tokenizer.save writes atomically itself; its path must end in .json (a temp
+        # name ending in .tmp would be taken for a folder).
+        tokenizer.save(path / TOKENIZER)
     return path
 
 
@@ -86,6 +88,15 @@ def refuse_pickles(path: Path) -> None:
         )
 
 
+def _is_hf_folder(path: Path) -> bool:
+    """A Hugging Face folder's config.json names a ``model_type``; gptscope's does not."""
+    try:
+        data = json.loads((path / CONFIG).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict) and "model_type" in data
+
+
 def load(path: str | Path, device: str = "cpu") -> nn.Module:
     """Load a model saved by ``save`` (or a Hugging Face folder, via ``load_pretrained``)."""
     from gptscope.model.transformer import Transformer
@@ -96,6 +107,10 @@ def load(path: str | Path, device: str = "cpu") -> nn.Module:
         raise ValueError(f"{path} is a pickle file; gptscope loads safetensors folders only")
     if not path.is_dir():
         raise ValueError(f"{path} is not a folder; pass the folder that gs.save wrote")
+    if _is_hf_folder(path):
+        from gptscope.io.hf_import import load_pretrained
+
+        return load_pretrained(path, device=device)
     refuse_pickles(path)
     cfg = read_config(path)
     state = read_safetensors(path / WEIGHTS, device=device)

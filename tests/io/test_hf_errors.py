@@ -1,0 +1,133 @@
+"""Bad Hugging Face folders get a ValueError naming the file, tensor or field at fault."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from _hf_models import GPT2_SHAPES, make_gpt2, save_bin
+from safetensors.torch import load_file, save_file
+
+from gptscope.io import hf_import
+from gptscope.io.hf_import import load_pretrained
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    make_gpt2(**GPT2_SHAPES[0]).save_pretrained(tmp_path / "m")
+    return tmp_path / "m"
+
+
+def _edit_config(folder: Path, **changes) -> None:
+    data = json.loads((folder / "config.json").read_text())
+    data.update(changes)
+    (folder / "config.json").write_text(json.dumps(data))
+
+
+def test_unsupported_model_type_lists_supported(folder: Path) -> None:
+    _edit_config(folder, model_type="llama", architectures=["LlamaForCausalLM"])
+    with pytest.raises(ValueError, match="'llama' is not supported") as err:
+        load_pretrained(folder)
+    assert "gpt2" in str(err.value) and "BertModel" in str(err.value)
+
+
+def test_unsupported_architecture(folder: Path) -> None:
+    _edit_config(folder, architectures=["GPT2ForSequenceClassification"])
+    with pytest.raises(ValueError, match="GPT2ForSequenceClassification.*GPT2LMHeadModel"):
+        load_pretrained(folder)
+
+
+def test_missing_config_names_the_file(folder: Path) -> None:
+    (folder / "config.json").unlink()
+    with pytest.raises(ValueError, match=re.escape(str(folder / "config.json"))):
+        load_pretrained(folder)
+
+
+def test_bad_config_json_names_the_file(folder: Path) -> None:
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="config.json is not valid JSON"):
+        load_pretrained(folder)
+
+
+def test_missing_weights_name_the_file(folder: Path) -> None:
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(ValueError, match="holds no weights: expected model.safetensors"):
+        load_pretrained(folder)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_corrupt_safetensors_names_the_file(folder: Path, damage: str) -> None:
+    file = folder / "model.safetensors"
+    data = file.read_bytes()
+    if damage == "truncate":
+        file.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        file.write_bytes(b"\xff" * 64 + data[64:])
+    else:
+        file.write_bytes(b"")
+    with pytest.raises(ValueError, match=re.escape(str(file)) + " is corrupt"):
+        load_pretrained(folder)
+
+
+def test_shape_mismatch_names_tensor_and_shapes(folder: Path) -> None:
+    file = folder / "model.safetensors"
+    tensors = load_file(file)
+    tensors["transformer.h.1.mlp.c_fc.weight"] = torch.zeros(64, 200)
+    save_file(tensors, file, metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=re.escape(
+            "tensor transformer.h.1.mlp.c_fc.weight has shape (64, 200) but config.json "
+            "implies (64, 256)")):
+        load_pretrained(folder)
+
+
+def test_missing_and_unexpected_tensors_are_named(folder: Path) -> None:
+    file = folder / "model.safetensors"
+    tensors = load_file(file)
+    del tensors["transformer.h.0.ln_2.bias"]
+    tensors["transformer.h.0.surprise"] = torch.zeros(3)
+    save_file(tensors, file, metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=r"missing tensors \['h.0.ln_2.bias'\].*"
+                                         r"unexpected tensors \['transformer.h.0.surprise'\]"):
+        load_pretrained(folder)
+
+
+def test_bin_is_read_weights_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    hf = make_gpt2(**GPT2_SHAPES[0])
+    save_bin(hf, tmp_path)
+    calls: list[dict] = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    load_pretrained(tmp_path)
+    assert calls and all(c.get("weights_only") is True for c in calls)
+
+
+def test_bin_with_code_objects_is_refused(tmp_path: Path) -> None:
+    make_gpt2(**GPT2_SHAPES[0]).config.save_pretrained(tmp_path)
+    torch.save({"wte.weight": torch.zeros(2), "payload": Path(".")},
+               tmp_path / "pytorch_model.bin")
+    with pytest.raises(ValueError, match="pytorch_model.bin could not be read as a weights-only"):
+        load_pretrained(tmp_path)
+
+
+def test_no_plain_torch_load_in_io() -> None:
+    """The CI hook's rule: every torch.load( call says weights_only=True on its line."""
+    root = Path(hf_import.__file__).parent
+    for file in root.glob("*.py"):
+        for line in file.read_text().splitlines():
+            if "torch.load(" in line:
+                assert "weights_only=True" in line, f"{file.name}: {line.strip()}"
+
+
+def test_bad_paths(tmp_path: Path, folder: Path) -> None:
+    with pytest.raises(ValueError, match="does not exist"):
+        load_pretrained(tmp_path / "nowhere" / "model")
+    with pytest.raises(ValueError, match="is a file"):
+        load_pretrained(folder / "config.json")
