@@ -7,5 +7,17 @@ from gptscope.model import GPT, ActivationCache, HookPoint, Transformer, act_nam
 
 __version__ = "0.1.0"
 
+# Subpackages load on first use (gs.interp, gs.sae, ...) so `import gptscope` stays light.
+_SUBPACKAGES = ("course", "data", "interp", "io", "model", "report", "sae", "steering",
+                "tokenizers", "train", "viz")
+
+
+def __getattr__(name: str):
+    if name in _SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f"gptscope.{name}")
+    raise AttributeError(f"module 'gptscope' has no attribute {name!r}")
+
 __all__ = ["ActivationCache", "GPT", "HookPoint", "ModelConfig", "Transformer", "act_name",
            "load", "load_pretrained", "save", "__version__"]

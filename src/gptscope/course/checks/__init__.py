@@ -1,0 +1,22 @@
+"""Hidden checks, one per exercise: ``CHECKS[exercise_id](learner_function) -> CheckResult``.
+
+Each compares the learner's function with the library's own on random and edge cases, and
+when the answer is wrong, tries known wrong variants to name the mistake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from gptscope.course.checks import attention, basics, gpt, interp
+from gptscope.course.result import CheckResult
+
+CHECKS: dict[str, Callable[[Any], CheckResult]] = {
+    name[len("check_"):]: fn
+    for module in (basics, attention, gpt, interp)
+    for name, fn in vars(module).items()
+    if name.startswith("check_") and callable(fn)
+}
+
+__all__ = ["CHECKS"]

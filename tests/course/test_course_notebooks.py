@@ -1,0 +1,81 @@
+"""The lesson notebooks: valid nbformat 4, and they run offline on CPU.
+
+Executing 15 notebooks in 15 kernels costs a kernel start each; the notebooks are
+self-contained (imports in their first code cell), so the solved ones are run back to back
+in one kernel, and one unsolved notebook runs alone to show "not implemented".
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from gptscope.course import load_syllabus
+from gptscope.course.notebooks import write_notebooks
+from gptscope.course.progress import Progress
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+NOTEBOOK_BUDGET_S = 150
+
+
+def _outputs(nb) -> list[str]:
+    texts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            texts.append(out.get("data", {}).get("text/plain", "") + out.get("text", ""))
+    return texts
+
+
+def test_one_notebook_per_lesson_from_the_syllabus(tmp_path):
+    paths = write_notebooks(tmp_path)
+    syl = load_syllabus()
+    assert [p.stem for p in paths] == [lesson.module_name for lesson in syl.lessons]
+    for path, lesson in zip(paths, syl.lessons):
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+        text = "\n".join(cell.source for cell in nb.cells)
+        assert lesson.title in text
+        for r in lesson.readings:
+            assert r.title in text
+        for ex in lesson.exercises:
+            assert f'gs.course.check("{ex}", {ex}, record=True)' in text
+
+
+def test_notebooks_execute(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("GPTSCOPE_HOME", str(tmp_path / "home"))  # the kernel inherits it
+    solved = write_notebooks(tmp_path / "solved", with_solutions=True)
+    merged = nbformat.v4.new_notebook()
+    for path in solved:
+        merged.cells += nbformat.read(path, as_version=4).cells
+    for i, cell in enumerate(merged.cells):
+        cell["id"] = f"c{i}"
+    start = time.perf_counter()
+    nbclient.NotebookClient(merged, timeout=300, kernel_name="python3").execute()
+    took = time.perf_counter() - start
+    results = [t for t in _outputs(merged) if t.startswith("CheckResult(")]
+    assert len(results) == len(load_syllabus().exercises)
+    assert all("passed=True" in t for t in results), [t for t in results if "False" in t]
+    assert took < NOTEBOOK_BUDGET_S, f"solved notebooks took {took:.0f}s"
+    # Lesson 9's explore cell trains a toy model: its induction heads must show (> 0.4).
+    best = [t for t in _outputs(merged) if "best head:" in t]
+    assert len(best) == 1
+    assert float(best[0].split("best head:")[1].split()[0]) > 0.4, best[0]
+    # Lesson 12's explore cell: an SAE trained on the learner's loss finds the true features.
+    mmcs = [t for t in _outputs(merged) if "MMCS with the true features" in t]
+    assert len(mmcs) == 1 and float(mmcs[0].split("features")[1].split()[0]) > 0.8, mmcs
+    passed = {s.lesson.id: s.passed for s in Progress(tmp_path / "home" / "progress.sqlite")
+              .status()}
+    assert set().union(*passed.values()) == set(load_syllabus().exercises)
+
+    (stub,) = write_notebooks(tmp_path / "stubs", lessons=["03b"])
+    nb = nbformat.read(stub, as_version=4)
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    outputs = _outputs(nb)
+    results = [t for t in outputs if t.startswith("CheckResult(")]
+    assert len(results) == 1 and "not implemented" in results[0]
+    assert any("implement the exercises above first" in t for t in outputs)

@@ -1,0 +1,66 @@
+"""The syllabus data and the stubs made from the reference solutions."""
+
+from __future__ import annotations
+
+import ast
+
+import pytest
+
+from gptscope.course import check, load_syllabus, stub_source
+from gptscope.course.checks import CHECKS
+from gptscope.course.exercises import load_learner_module, start_lesson
+
+SYLLABUS = load_syllabus()
+
+
+def test_lessons_in_order_with_3b():
+    ids = [lesson.id for lesson in SYLLABUS.lessons]
+    assert ids == ["01", "02", "03", "03b", "04", "05", "06", "07", "08", "09", "10", "11",
+                   "12", "13", "14"]
+    assert len(set(SYLLABUS.exercises)) == len(SYLLABUS.exercises)
+    for required in ("mlp_forward", "mlp_backward", "train_classifier", "softmax",
+                     "log_softmax", "cross_entropy", "sinusoidal_positions", "causal_mask",
+                     "attention", "multihead_attention", "layer_norm", "transformer_block",
+                     "gpt_forward", "sample_next", "bpe_merge", "train_step", "train_loop",
+                     "induction_score", "logit_lens", "activation_patching", "linear_probe",
+                     "steering_vector", "sae_loss", "flops_per_token", "fit_power_law",
+                     "expected_calibration_error"):
+        assert required in CHECKS, required
+
+
+def test_seed_000_keeps_both_halves_with_minutes():
+    week1 = SYLLABUS.lesson("1")
+    kinds = [r.kind for r in week1.readings]
+    assert kinds.count("conceptual") == 2 and kinds.count("technical") == 3
+    assert [r.minutes for r in week1.readings] == [60, 30, 21, 40, 30]
+    assert week1.readings[0].link == "https://homosabiens.substack.com/p/deadly-by-default"
+    week6 = SYLLABUS.lesson("gpt")
+    assert week6.readings[-1].minutes == 120
+    assert {r.kind for r in SYLLABUS.lesson("05").readings} == {"conceptual", "technical"}
+
+
+def test_lesson_lookup_forms():
+    assert SYLLABUS.lesson("4").id == "04"
+    assert SYLLABUS.lesson("attention").id == "04"
+    assert SYLLABUS.lesson("lesson04_attention").id == "04"
+    assert SYLLABUS.lesson("3B").id == "03b"
+    assert SYLLABUS.lesson_of("sae_loss").id == "12"
+    with pytest.raises(ValueError, match="lessons are"):
+        SYLLABUS.lesson("99")
+
+
+@pytest.mark.parametrize("lesson", SYLLABUS.lessons, ids=lambda lesson: lesson.id)
+def test_stub_keeps_docstrings_and_hides_bodies(lesson, tmp_path):
+    source = stub_source(lesson)
+    tree = ast.parse(source)
+    funcs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    assert not any(name.startswith("_") for name in funcs)
+    for ex in lesson.exercises:
+        node = funcs[ex]
+        assert ast.get_docstring(node), ex
+        assert len(node.body) == 2 and isinstance(node.body[1], ast.Raise), ex
+    path = start_lesson(lesson.id, tmp_path)
+    module = load_learner_module(path)
+    for ex in lesson.exercises:
+        result = check(ex, getattr(module, ex))
+        assert not result.passed and "not implemented" in result.message
