@@ -1,0 +1,233 @@
+"""Direct logit attribution: split a logit difference into what each component wrote.
+
+With the final LayerNorm's scale frozen at its value on this input, the logit of token t
+is a linear function of the residual stream, and the residual stream is a sum of parts
+(embeddings, each head, each MLP, biases). So the logit difference splits exactly:
+
+    d = W_U[:, c] - W_U[:, w]
+    logit[c] - logit[w] = sum over parts of (centre(part) / scale) . (w_ln * d)
+                          + b_ln . d + b_U[c] - b_U[w]
+
+"Direct" because it counts only a part's straight path to the logits; a head whose output
+is read by later heads gets no credit for that here (see ``interp.patching``).
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from gptscope.interp._util import as_token_ids
+from gptscope.interp.resid import head_results
+
+
+@dataclass
+class DLA:
+    """Direct logit attribution of a logit difference, per example.
+
+    heads ``[batch, layer, head]``, mlp ``[batch, layer]`` (None for attention-only
+    models), embed, pos_embed, bias, rest, logit_diff ``[batch]``. ``bias`` gathers the
+    attention output biases, the final LayerNorm bias and the unembedding bias; ``rest`` is
+    whatever is left (other embeddings, float error) so that every part sums to
+    ``logit_diff``. Properties without ``_per_example`` average over the batch.
+    """
+
+    heads_per_example: Tensor
+    mlp_per_example: Tensor | None
+    embed_per_example: Tensor
+    pos_embed_per_example: Tensor
+    bias_per_example: Tensor
+    rest_per_example: Tensor
+    logit_diff_per_example: Tensor
+
+    @property
+    def heads(self) -> Tensor:
+        """``[layer, head]``"""
+        return self.heads_per_example.mean(0)
+
+    @property
+    def mlp(self) -> Tensor | None:
+        """``[layer]``"""
+        return None if self.mlp_per_example is None else self.mlp_per_example.mean(0)
+
+    @property
+    def embed(self) -> float:
+        return self.embed_per_example.mean().item()
+
+    @property
+    def pos_embed(self) -> float:
+        return self.pos_embed_per_example.mean().item()
+
+    @property
+    def bias(self) -> float:
+        return self.bias_per_example.mean().item()
+
+    @property
+    def rest(self) -> float:
+        return self.rest_per_example.mean().item()
+
+    @property
+    def logit_diff(self) -> float:
+        return self.logit_diff_per_example.mean().item()
+
+    def total(self) -> float:
+        """Sum of every part; equals ``logit_diff``."""
+        return sum(v for _, v in self.items())
+
+    def items(self) -> list[tuple[str, float]]:
+        """Every part as (label, mean value): embed, pos_embed, L{l}H{h}, MLP{l}, bias, rest."""
+        out = [("embed", self.embed), ("pos_embed", self.pos_embed)]
+        n_layers, n_heads = self.heads.shape
+        heads = self.heads
+        for layer in range(n_layers):
+            out += [(f"L{layer}H{h}", heads[layer, h].item()) for h in range(n_heads)]
+            if self.mlp is not None:
+                out.append((f"MLP{layer}", self.mlp[layer].item()))
+        return out + [("bias", self.bias), ("rest", self.rest)]
+
+    def top(self, k: int = 10) -> list[tuple[str, float]]:
+        """The ``k`` parts with the largest absolute contribution."""
+        return sorted(self.items(), key=lambda kv: -abs(kv[1]))[:k]
+
+    def to_table(self, k: int | None = None) -> str:
+        rows = self.top(k) if k else self.items()
+        width = max(len(name) for name, _ in rows)
+        lines = [f"{name.ljust(width)}  {value:+.4f}" for name, value in rows]
+        return "\n".join(lines + [f"{'total'.ljust(width)}  {self.total():+.4f} "
+                                  f"(logit diff {self.logit_diff:+.4f})"])
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><td>{html.escape(n)}</td><td>{v:+.4f}</td></tr>"
+                       for n, v in self.top(20))
+        return (f"<table><tr><th>component</th><th>logit diff</th></tr>{rows}"
+                f"<tr><th>logit diff</th><th>{self.logit_diff:+.4f}</th></tr></table>")
+
+    def __repr__(self) -> str:
+        return f"DLA(logit_diff={self.logit_diff:+.4f}, top={self.top(3)})"
+
+
+def _dla_names(model: Any) -> list[str]:
+    n = model.cfg.n_layers
+    names = ["hook_embed", f"blocks.{n - 1}.hook_resid_post"]
+    names += [name for name in ("hook_pos_embed", "ln_final.hook_scale")
+              if name in model.hook_dict]
+    for i in range(n):
+        names.append(f"blocks.{i}.attn.hook_z")
+        if not model.cfg.attn_only:
+            names.append(f"blocks.{i}.hook_mlp_out")
+    return names
+
+
+def dla(
+    model: Any,
+    tokens_or_cache: Any,
+    correct: Any,
+    incorrect: Any = None,
+    pos: int | Tensor = -1,
+) -> DLA:
+    """Direct logit attribution of ``logit[correct] - logit[incorrect]`` at position ``pos``.
+
+    tokens_or_cache: ids ``[batch, pos]`` (the model is run) or a cache with hook_embed,
+    hook_pos_embed, every hook_z (or hook_result) and hook_mlp_out, the last resid_post and
+    ln_final.hook_scale. correct / incorrect: an int or ids ``[batch]``; without
+    ``incorrect`` the plain logit of ``correct`` is split. pos: an int or ``[batch]``
+    positions (e.g. each row's last real token).
+    """
+    cfg = model.cfg
+    if cfg.norm_position != "pre" or cfg.embed_norm:
+        raise ValueError("dla needs a pre-LN model without embedding LayerNorm (GPT-style): "
+                         "elsewhere the residual stream is not a plain sum of parts")
+    if cfg.n_layers == 0:
+        raise ValueError("dla needs a model with at least one layer")
+    if hasattr(tokens_or_cache, "keys") and hasattr(tokens_or_cache, "model"):
+        cache = tokens_or_cache
+    else:
+        with torch.no_grad():
+            _, cache = model.run_with_cache(tokens_or_cache, names_filter=_dla_names(model))
+    with torch.no_grad():
+        return _dla(model, cache, correct, incorrect, pos)
+
+
+def _dla(model: Any, cache: Any, correct: Any, incorrect: Any, pos: int | Tensor) -> DLA:
+    cfg = model.cfg
+    final = cache[f"blocks.{cfg.n_layers - 1}.hook_resid_post"]  # [batch, pos, d_model]
+    batch, n_pos = final.shape[:2]
+    rows = torch.arange(batch, device=final.device)
+    if isinstance(pos, int):
+        if not -n_pos <= pos < n_pos:
+            raise ValueError(f"pos {pos} is outside a sequence of length {n_pos}")
+        at = torch.full((batch,), pos % n_pos, dtype=torch.long, device=final.device)
+    else:
+        at = torch.as_tensor(pos).long().to(final.device).reshape(-1).expand(batch)
+
+    def pick(t: Tensor) -> Tensor:  # [batch, pos, ...] -> [batch, ...] at each row's position
+        return t[rows, at]
+
+    def ids(x: Any, name: str) -> Tensor:
+        t = as_token_ids(x, name, cfg.d_vocab).to(final.device).reshape(-1)
+        if t.numel() not in (1, batch):
+            raise ValueError(f"{name} must be an int or [batch={batch}] ids, got {t.numel()}")
+        return t.expand(batch)
+
+    W_U = model.W_U.detach()
+    good = ids(correct, "correct")
+    direction = W_U.T[good]  # [batch, d_model]
+    b_U = model.b_U
+    bias = b_U.detach()[good] if b_U is not None else final.new_zeros(batch)
+    if incorrect is not None:
+        bad = ids(incorrect, "incorrect")
+        direction = direction - W_U.T[bad]
+        if b_U is not None:
+            bias = bias - b_U.detach()[bad]
+
+    ln = model.ln_final
+    if ln is not None:
+        scale = pick(cache["ln_final.hook_scale"])  # [batch, 1]
+        eff = direction * ln.w.detach()  # the weight folds into the read direction
+        if ln.b is not None:
+            bias = bias + direction @ ln.b.detach()
+        centre = cfg.normalization == "layer"
+    else:
+        scale, eff, centre = final.new_ones(batch, 1), direction, False
+
+    def attr(x: Tensor) -> Tensor:
+        """x [batch, ..., d_model] -> [batch, ...]: its direct effect on the logit diff."""
+        if centre:
+            x = x - x.mean(-1, keepdim=True)
+        shape = (batch,) + (1,) * (x.dim() - 2) + (x.shape[-1],)
+        return (x * eff.reshape(shape)).sum(-1) / scale.reshape((batch,) + (1,) * (x.dim() - 2))
+
+    embed = attr(pick(cache["hook_embed"]))
+    pos_embed = attr(pick(cache["hook_pos_embed"])) if "hook_pos_embed" in model.hook_dict \
+        else embed.new_zeros(batch)
+    heads = torch.stack([attr(pick(head_results(cache, i))) for i in range(cfg.n_layers)], 1)
+    mlp = None
+    if not cfg.attn_only:
+        mlp = torch.stack([attr(pick(cache[f"blocks.{i}.hook_mlp_out"]))
+                           for i in range(cfg.n_layers)], 1)
+    if cfg.attn_bias:
+        b_O = model.b_O.detach()  # [layer, d_model]: every position gets the same bias
+        bias = bias + attr(b_O.sum(0).expand(batch, -1))
+
+    final_x = pick(final)
+    normed = ln(final_x[:, None])[:, 0] if ln is not None else final_x
+    logit_diff = (normed * direction).sum(-1)
+    if b_U is not None:
+        logit_diff = logit_diff + b_U.detach()[good] - (
+            b_U.detach()[bad] if incorrect is not None else 0.0)
+    total = embed + pos_embed + heads.sum((1, 2)) + bias
+    if mlp is not None:
+        total = total + mlp.sum(1)
+    return DLA(
+        heads_per_example=heads.cpu(),
+        mlp_per_example=mlp.cpu() if mlp is not None else None,
+        embed_per_example=embed.cpu(),
+        pos_embed_per_example=pos_embed.cpu(),
+        bias_per_example=bias.cpu(),
+        rest_per_example=(logit_diff - total).cpu(),
+        logit_diff_per_example=logit_diff.cpu(),
+    )

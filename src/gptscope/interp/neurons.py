@@ -1,0 +1,140 @@
+"""Top activating examples for a neuron or a direction, streamed over a dataset.
+
+Only a running top-k (a min-heap of k candidates) is kept, so a dataset of any size costs
+``k`` windows of memory, not ``[n_tokens, d]`` activations.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Example:
+    """One top activation: ``tokens`` and ``activations`` around it (``[window]``), the
+    ``value`` at ``(seq, pos)`` (``seq`` counts sequences from the dataset start), and
+    ``offset``, the index of that position inside the window."""
+
+    value: float
+    seq: int
+    pos: int
+    tokens: Tensor
+    activations: Tensor
+    offset: int
+    text: list[str] | None = None
+
+    def __repr__(self) -> str:
+        shown = self.text if self.text is not None else self.tokens.tolist()
+        return f"Example(value={self.value:.4g}, seq={self.seq}, pos={self.pos}, {shown})"
+
+
+def _batches(dataset: Any, batch_size: int) -> Iterator[Tensor]:
+    if isinstance(dataset, Tensor):
+        if dataset.dim() == 1:
+            dataset = dataset[None]
+        if dataset.dim() != 2:
+            raise ValueError(f"dataset tokens must be [n_seq, pos], got {tuple(dataset.shape)}")
+        yield from dataset.split(batch_size)
+        return
+    if not isinstance(dataset, Iterable):
+        raise ValueError("dataset must be a LongTensor [n_seq, pos] or an iterable of batches")
+    for batch in dataset:
+        if isinstance(batch, dict):
+            batch = batch.get("tokens", batch.get("input_ids"))
+        if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], Tensor):
+            batch = batch[0]  # (tokens, labels) pairs from a DataLoader
+        t = torch.as_tensor(batch)
+        yield t[None] if t.dim() == 1 else t
+
+
+def top_activating_examples(
+    model: Any,
+    dataset_tokens: Any,
+    hook_name: str,
+    unit: int | None = None,
+    direction: Tensor | None = None,
+    k: int = 10,
+    context: int = 8,
+    after: int = 2,
+    batch_size: int = 32,
+    largest: bool = True,
+) -> list[Example]:
+    """The ``k`` token positions where a unit (or a direction) fires most, highest first.
+
+    hook_name: a hook whose activation is ``[batch, pos, ...]`` (e.g.
+    ``blocks.0.mlp.hook_post``); trailing dims are flattened, so ``unit`` indexes them
+    (for hook_z, unit = head * d_head + i). Or give ``direction`` (``[d]``) to score the
+    projection onto it. Each example shows ``context`` tokens before and ``after`` tokens
+    after. ``largest=False`` finds the most negative instead.
+    """
+    if (unit is None) == (direction is None):
+        raise ValueError("give exactly one of unit= (an int) or direction= (a tensor [d])")
+    if hook_name not in model.hook_dict:
+        model._unknown_hook(hook_name)
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    point = model.hook_dict[hook_name]
+    layer = point.layer()
+    heap: list[tuple[float, int, Example]] = []  # min-heap on (signed) value
+    counter = itertools.count()
+    seq_offset = 0
+    sign = 1.0 if largest else -1.0
+    captured: dict[str, Tensor] = {}
+
+    def grab(x: Tensor, hook: Any) -> None:
+        captured["x"] = x.detach()
+
+    with torch.no_grad():
+        for batch in _batches(dataset_tokens, batch_size):
+            tokens = model.to_tokens(batch)
+            with model.hooks(fwd_hooks=[(hook_name, grab)]):
+                if layer is not None:  # no need to run the blocks above the hook
+                    model(tokens, stop_at_layer=layer + 1)
+                else:
+                    model(tokens, return_type=None)
+            acts = captured.pop("x").flatten(2).float()  # [batch, pos, d]
+            if unit is not None:
+                if not 0 <= unit < acts.shape[-1]:
+                    raise ValueError(f"unit {unit} is outside the {acts.shape[-1]} units of "
+                                     f"{hook_name}")
+                values = acts[..., unit]
+            else:
+                d = torch.as_tensor(direction, dtype=acts.dtype, device=acts.device).flatten()
+                if d.numel() != acts.shape[-1]:
+                    raise ValueError(f"direction has {d.numel()} entries; {hook_name} has "
+                                     f"{acts.shape[-1]}")
+                values = acts @ d  # [batch, pos]
+            scored = values.flatten() * sign
+            # Only this batch's own top k can enter the running top k.
+            top_vals, top_idx = scored.topk(min(k, scored.numel()))
+            n_pos = values.shape[1]
+            for v, i in zip(top_vals.tolist(), top_idx.tolist()):
+                if len(heap) == k and v <= heap[0][0]:
+                    break  # sorted descending: nothing later in this batch gets in
+                b, p = divmod(i, n_pos)
+                lo, hi = max(0, p - context), min(n_pos, p + after + 1)
+                ex = Example(value=v * sign, seq=seq_offset + b, pos=p,
+                             tokens=tokens[b, lo:hi].cpu(), activations=values[b, lo:hi].cpu(),
+                             offset=p - lo)
+                item = (v, next(counter), ex)
+                if len(heap) < k:
+                    heapq.heappush(heap, item)
+                else:
+                    heapq.heapreplace(heap, item)
+            seq_offset += tokens.shape[0]
+    examples = [ex for _, _, ex in sorted(heap, key=lambda t: (-t[0], t[1]))]
+    tok = getattr(model, "tokenizer", None)
+    if tok is not None:
+        for ex in examples:
+            try:
+                ex.text = [tok.decode([int(t)]) for t in ex.tokens]
+            except Exception:  # undecodable ids: keep the example, show ids
+                ex.text = None
+    return examples

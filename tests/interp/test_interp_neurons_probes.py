@@ -1,0 +1,109 @@
+"""Top activating examples (streamed) and linear probes with control tasks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import gptscope.interp as gi
+
+
+@pytest.fixture(scope="module")
+def model_and_data(make_small_model):
+    model = make_small_model()
+    data = torch.randint(0, 50, (20, 12), generator=torch.Generator().manual_seed(2))
+    return model, data
+
+
+def _all_acts(model, data, name):
+    _, cache = model.run_with_cache(data, names_filter=name)
+    return cache[name].flatten(2)
+
+
+def test_top_activating_examples_match_brute_force(model_and_data):
+    model, data = model_and_data
+    name = "blocks.1.mlp.hook_post"
+    acts = _all_acts(model, data, name)[..., 17]
+    exs = gi.top_activating_examples(model, data, name, unit=17, k=5, context=3, batch_size=6)
+    top = acts.flatten().topk(5)
+    assert [round(e.value, 5) for e in exs] == [round(v, 5) for v in top.values.tolist()]
+    for e, i in zip(exs, top.indices.tolist()):
+        assert (e.seq, e.pos) == divmod(i, 12)
+        lo = max(0, e.pos - 3)
+        assert torch.equal(e.tokens, data[e.seq, lo:e.pos + 3])
+        assert e.activations[e.offset].item() == pytest.approx(e.value, abs=1e-5)
+
+
+def test_top_examples_for_a_direction_from_an_iterable(model_and_data):
+    model, data = model_and_data
+    name = "blocks.0.hook_resid_post"
+    d = torch.randn(32, generator=torch.Generator().manual_seed(0))
+    values = _all_acts(model, data, name) @ d
+    batches = (data[i:i + 4] for i in range(0, 20, 4))  # a generator: seen once
+    exs = gi.top_activating_examples(model, batches, name, direction=d, k=3, largest=False)
+    assert [round(e.value, 4) for e in exs] == [
+        round(v, 4) for v in (-(-values.flatten()).topk(3).values).tolist()]
+
+
+def test_top_examples_input_checks(model_and_data):
+    model, data = model_and_data
+    with pytest.raises(ValueError, match="exactly one"):
+        gi.top_activating_examples(model, data, "blocks.0.hook_resid_post")
+    with pytest.raises(ValueError, match="unknown hook"):
+        gi.top_activating_examples(model, data, "blocks.0.hook_resid", unit=0)
+    with pytest.raises(ValueError, match="outside"):
+        gi.top_activating_examples(model, data, "blocks.0.hook_resid_post", unit=99)
+
+
+def _linear_data(n=2000, d=16, n_classes=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g)
+    w = torch.randn(d, n_classes, generator=g)
+    return x, (x @ w).argmax(-1)
+
+
+@pytest.mark.parametrize("kind", ["logistic", "linear"])
+def test_probe_reads_a_linear_label(kind):
+    x, y = _linear_data()
+    res = gi.train_probe(x, y, kind=kind)
+    threshold = 0.95 if kind == "logistic" else 0.85  # least squares is a weaker classifier
+    assert res.accuracy > threshold
+    assert res.control_accuracy < res.baseline + 0.1  # shuffled labels: near chance
+    assert res.selectivity > 0.5 and res.n_test == 400
+    assert (res.predict(x) == y).float().mean() > threshold
+
+
+def test_probe_on_shuffled_labels_is_near_chance():
+    x, y = _linear_data(n_classes=2)
+    y = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(1))]
+    res = gi.train_probe(x, y)
+    assert res.accuracy < 0.6 and abs(res.selectivity) < 0.1
+
+
+def test_type_control_catches_a_label_of_the_token_alone():
+    """A label fixed by token identity is as learnable on the control task: no selectivity."""
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 20, (3000,), generator=g)
+    emb = torch.randn(20, 24, generator=g)
+    label = torch.randint(0, 2, (20,), generator=g)[ids]
+    res = gi.train_probe(emb[ids], label, control="type", token_ids=ids)
+    assert res.accuracy > 0.95 and res.control_accuracy > 0.9 and res.selectivity < 0.1
+
+
+def test_linear_probe_regression_r2():
+    x, _ = _linear_data()
+    y = x[:, 0] * 2 + 0.1 * torch.randn(len(x), generator=torch.Generator().manual_seed(3))
+    res = gi.train_probe(x, y, kind="linear")
+    assert res.metric == "r2" and res.accuracy > 0.95 and res.control_accuracy < 0.05
+
+
+def test_probe_input_checks():
+    x, y = _linear_data()
+    with pytest.raises(ValueError, match="\\[n, d\\]"):
+        gi.train_probe(x[None], y)
+    with pytest.raises(ValueError, match="labels"):
+        gi.train_probe(x, y[:5])
+    with pytest.raises(ValueError, match="token_ids"):
+        gi.train_probe(x, y, control="type")
+    with pytest.raises(ValueError, match="kind='linear'"):
+        gi.train_probe(x, y.float())

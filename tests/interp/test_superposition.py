@@ -1,0 +1,74 @@
+"""Toy models of superposition: dense features get one dimension each, sparse ones share."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gptscope.interp.superposition import (
+    ToyModelConfig,
+    ToySuperpositionModel,
+    dimensions_per_feature,
+    feature_dimensionality,
+    n_represented_features,
+    plot_dimensions_per_feature,
+    plot_feature_geometry,
+    train_toy_model,
+)
+
+PROBS = [1.0, 1.0, 1.0, 0.05, 0.05, 0.05, 0.02, 0.02]
+
+
+@pytest.fixture(scope="module")
+def trained() -> ToySuperpositionModel:
+    cfg = ToyModelConfig(n_features=5, n_hidden=2, n_instances=len(PROBS),
+                         feature_probability=PROBS, importance=0.9)
+    model = ToySuperpositionModel(cfg, generator=torch.Generator().manual_seed(0))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: extra threads only add synchronisation cost
+    try:
+        train_toy_model(model, steps=3000, batch_size=256, lr=5e-3, seed=0)
+    finally:
+        torch.set_num_threads(threads)
+    return model
+
+
+def test_dense_features_are_not_superposed(trained: ToySuperpositionModel) -> None:
+    counts = n_represented_features(trained.W, threshold=0.5)
+    assert counts[:3].tolist() == [2, 2, 2]
+    # the two kept features get a whole dimension each: unit norm, orthogonal
+    torch.testing.assert_close(dimensions_per_feature(trained.W[:3]), torch.ones(3),
+                               atol=0.05, rtol=0)
+
+
+def test_sparse_features_are_superposed(trained: ToySuperpositionModel) -> None:
+    counts = n_represented_features(trained.W, threshold=0.5)
+    assert (counts[3:] >= 4).all(), counts
+    assert (dimensions_per_feature(trained.W[3:]) < 0.6).all()
+
+
+def test_feature_dimensionality_hand_values() -> None:
+    # 2-D: features 0 and 1 antipodal, feature 2 orthogonal, feature 3 absent.
+    W = torch.tensor([[1.0, -1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
+    torch.testing.assert_close(feature_dimensionality(W),
+                               torch.tensor([[0.5, 0.5, 1.0, 0.0]]))
+    assert n_represented_features(W).tolist() == [3]
+    torch.testing.assert_close(dimensions_per_feature(W), torch.tensor([2 / 3]))
+
+
+def test_plots_are_self_contained_svg(trained: ToySuperpositionModel) -> None:
+    geometry = plot_feature_geometry(trained.W, labels=[f"p={p}" for p in PROBS])
+    assert geometry.count("<svg") == len(PROBS) and "<script" not in geometry
+    assert "http" not in geometry.replace("http://www.w3.org/2000/svg", "")
+    dims = plot_dimensions_per_feature(trained.W, PROBS)
+    assert dims.count("<svg") == 1 and "2/5" in dims
+    with pytest.raises(ValueError, match="n_hidden=3"):
+        plot_feature_geometry(torch.randn(3, 5))
+
+
+def test_bad_config_and_input() -> None:
+    with pytest.raises(ValueError, match=r"feature_probability must be a number"):
+        ToyModelConfig(n_instances=3, feature_probability=[0.1, 0.2]).probability_tensor()
+    model = ToySuperpositionModel(ToyModelConfig(n_instances=2))
+    with pytest.raises(ValueError, match="n_instances=2"):
+        model(torch.rand(4, 3, 5))
