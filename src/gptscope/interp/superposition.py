@@ -339,7 +339,8 @@ def plot_dimensions_per_feature(
     y_max = 1.1
 
     def px(v: float) -> float:
-        return left + (v - x_lo) / (x_hi - x_lo) * pw
+        inset = 16  # keep end columns clear of the axis and the frame
+        return left + inset + (v - x_lo) / (x_hi - x_lo) * (pw - 2 * inset)
 
     def py(v: float) -> float:
         return top + (1 - min(v, y_max) / y_max) * ph

@@ -1,0 +1,52 @@
+"""Sparse autoencoders (SAEs): find interpretable features in a model's activations.
+
+Build one with :func:`SAE`, train it with :func:`train_sae` (on saved activations) or
+:func:`train_sae_on_model` (streaming from a model), measure it with
+:mod:`gptscope.sae.metrics`, and splice it into a model with ``model.attach(hook, sae)``.
+
+Variants, one module each: ``relu`` (L1 penalty), ``topk`` (k active features), ``jumprelu``
+(learned thresholds, L0 penalty).
+"""
+
+from gptscope.sae import metrics
+from gptscope.sae.base import (
+    SAE,
+    SAE_REGISTRY,
+    BaseSAE,
+    SAEConfig,
+    TrainStepOutput,
+    load_sae,
+    sae_loss,
+)
+from gptscope.sae.jumprelu import JumpReLUSAE, JumpReLUSAEConfig
+from gptscope.sae.relu import ReLUSAE, ReLUSAEConfig
+from gptscope.sae.topk import TopKSAE, TopKSAEConfig
+from gptscope.sae.training import (
+    ActivationBuffer,
+    TrainResult,
+    resample_dead_features,
+    train_sae,
+    train_sae_on_model,
+)
+
+__all__ = [
+    "SAE",
+    "SAE_REGISTRY",
+    "ActivationBuffer",
+    "BaseSAE",
+    "JumpReLUSAE",
+    "JumpReLUSAEConfig",
+    "ReLUSAE",
+    "ReLUSAEConfig",
+    "SAEConfig",
+    "TopKSAE",
+    "TopKSAEConfig",
+    "TrainResult",
+    "TrainStepOutput",
+    "load_sae",
+    "metrics",
+    "resample_dead_features",
+    "sae_loss",
+    "train_sae",
+    "train_sae_on_model",
+]

@@ -1,0 +1,160 @@
+"""Tests of train_sae, dead-feature resampling and the shuffling activation buffer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gptscope.sae import SAE, ActivationBuffer, resample_dead_features, train_sae
+
+
+def _data(n: int = 512, d: int = 8, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g)
+
+
+def test_train_sae_on_tensor_reduces_loss_and_logs() -> None:
+    torch.manual_seed(0)
+    sae = SAE(8, 32)
+    res = train_sae(sae, _data(), steps=60, batch_size=64, lr=1e-2, l1_coefficient=1e-3,
+                    log_every=20, show_progress=False, seed=0)
+    h = res.history
+    assert h["step"] == [20.0, 40.0, 60.0] and res.steps == 60 and res.n_samples == 60 * 64
+    assert h["mse"][-1] < h["mse"][0]
+    assert {"loss", "mse", "l1", "l0_norm", "explained_variance", "dead_fraction", "lr"} <= set(h)
+    assert not sae.training
+
+
+def test_train_sae_epochs_and_iterable_of_batches() -> None:
+    data = _data(300)
+    res = train_sae(SAE(8, 16), data, epochs=2, batch_size=100, log_every=1000,
+                    show_progress=False, seed=0)
+    assert res.steps == 6 and res.history["step"] == [6.0]
+    batches = list(data.split(50))
+    res = train_sae(SAE(8, 16, kind="topk", k=2), batches, epochs=3, show_progress=False, seed=0)
+    assert res.steps == 18
+    # a one-shot generator with more steps than it holds stops when it runs dry
+    res = train_sae(SAE(8, 16), (b for b in batches), steps=100, show_progress=False, seed=0)
+    assert res.steps == 6
+
+
+def test_train_sae_reproducible_with_seed() -> None:
+    def run() -> torch.Tensor:
+        torch.manual_seed(1)
+        sae = SAE(8, 16)
+        train_sae(sae, _data(), steps=10, batch_size=32, show_progress=False, seed=3)
+        return sae.W_dec.detach().clone()
+
+    assert torch.equal(run(), run())
+
+
+def test_train_sae_bad_arguments() -> None:
+    sae = SAE(8, 16)
+    with pytest.raises(ValueError, match="exactly one of steps"):
+        train_sae(sae, _data(), show_progress=False)
+    with pytest.raises(ValueError, match=r"shape \[n, d_in=8\]"):
+        train_sae(sae, torch.randn(10, 5), steps=1, show_progress=False)
+    with pytest.raises(ValueError, match="l0_coefficient does not apply to a 'relu' SAE"):
+        train_sae(sae, _data(), steps=1, l0_coefficient=1.0, show_progress=False)
+    with pytest.raises(ValueError, match="l1_coefficient does not apply to a 'topk'"):
+        train_sae(SAE(8, 16, kind="topk", k=2), _data(), steps=1, l1_coefficient=1.0,
+                  show_progress=False)
+    with pytest.raises(ValueError, match="one-shot"):
+        train_sae(sae, iter(list(_data().split(8))), epochs=2, show_progress=False)
+
+
+def test_show_progress_writes_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    train_sae(SAE(8, 16), _data(64), steps=3, batch_size=32, log_every=1, seed=0)
+    assert "train relu SAE" in capsys.readouterr().err
+
+
+def test_resample_dead_features_direct() -> None:
+    torch.manual_seed(0)
+    sae = SAE(8, 16)
+    x = _data(256)
+    dead = torch.zeros(16, dtype=torch.bool)
+    dead[[2, 5]] = True
+    alive_norm = sae.W_enc.detach().norm(dim=0)[~dead].mean()
+    opt = torch.optim.Adam(sae.parameters())
+    sae.training_forward(x, l1_coefficient=0.1).loss.backward()
+    opt.step()
+    n = resample_dead_features(sae, x, dead, opt, generator=torch.Generator().manual_seed(0))
+    assert n == 2
+    torch.testing.assert_close(sae.W_dec[dead].norm(dim=-1), torch.ones(2))
+    # new decoder rows are (normalised) inputs from the pool
+    cos = torch.nn.functional.normalize(x, dim=-1) @ sae.W_dec[dead].T
+    assert (cos.max(dim=0).values > 1 - 1e-5).all()
+    enc_norms = sae.W_enc.detach().norm(dim=0)
+    alive_now = float(enc_norms[~dead].mean())
+    torch.testing.assert_close(enc_norms[dead], torch.full((2,), 0.2 * alive_now))
+    assert alive_now == pytest.approx(float(alive_norm), rel=0.1)
+    assert (sae.b_enc[dead] == 0).all()
+    state = opt.state[sae.W_dec]
+    assert (state["exp_avg"][dead] == 0).all() and (state["exp_avg_sq"][dead] == 0).all()
+    assert (opt.state[sae.W_enc]["exp_avg"][:, dead] == 0).all()
+
+
+def test_resampling_revives_dead_features() -> None:
+    torch.manual_seed(0)
+    x = _data(1024)
+    sae = SAE(8, 32)
+    with torch.no_grad():  # kill half the features: they can never fire on this data
+        sae.b_enc[:16] = -100.0
+    dead_before = (sae.encode(x) != 0).sum(0) == 0
+    assert dead_before[:16].all()
+    res = train_sae(sae, x, steps=40, batch_size=128, lr=1e-3, l1_coefficient=1e-3,
+                    resample_dead_every=20, init_b_dec=None, show_progress=False, seed=0)
+    assert res.resampled[0][1] >= 16
+    fired = (sae.encode(x) != 0).sum(0) > 0
+    assert fired[:16].sum() >= 12  # most of the killed features fire again
+
+    # same with an iterable of batches (the pool comes from recent batches)
+    sae = SAE(8, 32)
+    with torch.no_grad():
+        sae.b_enc[:16] = -100.0
+    res = train_sae(sae, list(x.split(128)), epochs=5, resample_dead_every=8,
+                    resample_pool_size=256, init_b_dec=None, show_progress=False, seed=0)
+    assert res.resampled and res.resampled[0][1] >= 16
+    assert ((sae.encode(x) != 0).sum(0) > 0)[:16].sum() >= 12
+
+
+@pytest.mark.parametrize("spill", [False, True])
+def test_activation_buffer_yields_every_vector_once(spill: bool, tmp_path) -> None:
+    # Vectors carry their own id in column 0 so we can count them.
+    d = 4
+    ids = torch.arange(1000, dtype=torch.float32)
+    chunks = [torch.stack([ids[i : i + 70]] * d, dim=-1) for i in range(0, 1000, 70)]
+    limit = 0 if spill else 10**9
+    buffer = ActivationBuffer(chunks, buffer_size=256, batch_size=32, max_memory_bytes=limit,
+                              spill_dir=tmp_path, seed=0)
+    for _ in range(2):  # two passes, both complete
+        seen = torch.cat([b[:, 0] for b in buffer])
+        assert sorted(seen.long().tolist()) == list(range(1000))
+        assert not torch.equal(seen, ids)  # shuffled
+    assert buffer.spilled is spill
+    if spill:
+        path = buffer.path
+        assert path is not None and path.exists() and path.parent.parent == tmp_path
+    buffer.close()
+    if spill:
+        assert not path.exists()
+
+
+def test_activation_buffer_batch_sizes_and_errors() -> None:
+    chunks = [torch.randn(2, 5, 3) for _ in range(7)]  # [batch, pos, d] is flattened
+    sizes = [len(b) for b in ActivationBuffer(chunks, buffer_size=16, batch_size=4, seed=0)]
+    assert sum(sizes) == 70 and all(s == 4 for s in sizes[:-1])
+    sizes = [len(b) for b in ActivationBuffer(chunks, buffer_size=16, batch_size=4, seed=0,
+                                              drop_last=True)]
+    assert all(s == 4 for s in sizes)
+    with pytest.raises(ValueError, match="width 3, expected d_in=8"):
+        list(ActivationBuffer(chunks, d_in=8))
+    with pytest.raises(ValueError, match="buffer_size and batch_size"):
+        ActivationBuffer(chunks, buffer_size=0)
+
+
+def test_train_sae_from_buffer() -> None:
+    chunks = list(_data(600).split(100))
+    buffer = ActivationBuffer(chunks, buffer_size=256, batch_size=64, seed=0)
+    res = train_sae(SAE(8, 16), buffer, epochs=2, show_progress=False, seed=0)
+    assert res.n_samples == 1200
