@@ -7,6 +7,21 @@ overrides).
 
 import os
 
+import pytest
 import torch
 
 torch.set_num_threads(int(os.environ.get("GPTSCOPE_TEST_THREADS", "1")))
+
+
+@pytest.fixture
+def chromium() -> str:
+    """Headless Chromium for the browser tests: skipped locally when missing, but a failure
+    when $CI is set, so CI can never pass by skipping them."""
+    from gptscope.viz.browser import find_chromium
+
+    exe = find_chromium()
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but chromium is not installed: apt-get install -y chromium")
+        pytest.skip("chromium not installed (apt-get install -y chromium); required when CI is set")
+    return exe

@@ -8,9 +8,7 @@ import pytest
 
 from gptscope.course.progress import Progress
 from gptscope.course.site import build_site
-from gptscope.viz.browser import find_chromium, render_in_browser
-
-needs_chromium = pytest.mark.skipif(find_chromium() is None, reason="no Chromium installed")
+from gptscope.viz.browser import render_in_browser
 
 
 @pytest.fixture
@@ -36,8 +34,7 @@ def test_site_pages_are_self_contained(tmp_path, progress):
     assert "passed" in lesson and "tried" in lesson
 
 
-@needs_chromium
-def test_site_renders_in_chromium(tmp_path, progress):
+def test_site_renders_in_chromium(chromium, tmp_path, progress):
     index = build_site(tmp_path / "site", progress)
     result = render_in_browser(index)
     assert result.errors == []

@@ -26,7 +26,6 @@ from gptscope.viz import (
     LineChart,
     LogitLensTable,
     Report,
-    find_chromium,
     render_in_browser,
     save_png,
 )
@@ -46,16 +45,6 @@ TOKENS = [
     " The",
     " cat",
 ]
-
-
-@pytest.fixture
-def chromium():
-    exe = find_chromium()
-    if exe is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI is set but chromium is not installed: apt-get install -y chromium")
-        pytest.skip("chromium not installed (apt-get install -y chromium); required when CI is set")
-    return exe
 
 
 def _png_size(path) -> tuple[int, int]:

@@ -446,10 +446,18 @@ class InductionTask(Task):
 
     half_len: int = 16
     n_symbols: int = 64
+    # With min_len set, each row repeats a span of random length in [min_len, half_len] at a
+    # random place among random tokens. A fixed layout lets a model copy "from 15 back" by
+    # position alone; varying it leaves induction (previous-token + induction heads) as the
+    # only solution.
+    min_len: int | None = None
 
     def _validate(self) -> None:
         if self.half_len < 2:
             raise ValueError(f"half_len must be >= 2, got {self.half_len}")
+        if self.min_len is not None and not 2 <= self.min_len <= self.half_len:
+            raise ValueError(f"min_len must be in [2, half_len={self.half_len}], "
+                             f"got {self.min_len}")
         if self.n_symbols < self.half_len:
             raise ValueError(
                 f"n_symbols ({self.n_symbols}) must be >= half_len ({self.half_len}) so the "
@@ -476,8 +484,25 @@ class InductionTask(Task):
         noise = torch.rand(n, self.n_symbols, generator=generator)
         half = noise.argsort(dim=1)[:, : self.half_len]
         bos = torch.full((n, 1), self.bos, dtype=torch.long)
-        tokens = torch.cat([bos, half, half], dim=1)
-        return tokens, _answer_mask(n, self.seq_len, self.answer_slice())
+        if self.min_len is None:
+            tokens = torch.cat([bos, half, half], dim=1)
+            return tokens, _answer_mask(n, self.seq_len, self.answer_slice())
+        tokens = torch.randint(0, self.n_symbols, (n, self.seq_len), generator=generator)
+        tokens[:, 0] = self.bos
+        mask = torch.zeros(n, self.seq_len, dtype=torch.bool)
+        lengths = torch.randint(self.min_len, self.half_len + 1, (n,), generator=generator)
+        for b, length in enumerate(lengths.tolist()):
+            # Random start and a random gap between the copies: no fixed offset to exploit.
+            room = self.seq_len - 2 * length  # free positions besides BOS, >= 1
+            gap = int(torch.randint(0, room, (1,), generator=generator))
+            first = 1 + int(torch.randint(0, room - gap, (1,), generator=generator))
+            second = first + length + gap
+            span = half[b, :length]
+            tokens[b, first : first + length] = span
+            tokens[b, second : second + length] = span
+            # Score predictions of the 2nd..last token of the second copy.
+            mask[b, second : second + length - 1] = True
+        return tokens, mask
 
     def token_str(self, token: int) -> str:
         return "<bos>" if token == self.bos else str(token)

@@ -1,0 +1,117 @@
+"""Training throughput: gptscope vs Hugging Face GPT2LMHeadModel, same shape, one process.
+
+    python benchmarks/bench_train.py                 # 6 layers, 6 heads, 384 wide, ctx 256
+    python benchmarks/bench_train.py --threads 2 --steps 8 --profile
+
+One training step = forward, cross-entropy, backward, AdamW step (fp32, CPU by default).
+Steps of the two models alternate, so a machine that gets busier or quieter mid-run affects
+both alike; medians are reported. MFU = achieved FLOP/s over the measured peak of large
+fp32 matmuls, with FLOPs per token 6N + 12 L d T (PaLM, appendix B; see gptscope.train.mfu).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from gptscope import ModelConfig, Transformer
+from gptscope.train import TrainConfig, flops_per_token, make_optimizer, measure_matmul_peak
+
+
+def ours(cfg: ModelConfig) -> tuple[torch.nn.Module, object]:
+    torch.manual_seed(0)
+    model = Transformer(cfg)
+    return model, make_optimizer(model, TrainConfig(lr=1e-4))
+
+
+def hf(cfg: ModelConfig) -> tuple[torch.nn.Module, object]:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    hcfg = GPT2Config(n_layer=cfg.n_layers, n_head=cfg.n_heads, n_embd=cfg.d_model,
+                      n_positions=cfg.n_ctx, vocab_size=cfg.d_vocab, resid_pdrop=0.0,
+                      embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=False)
+    model = GPT2LMHeadModel(hcfg)
+    # The same optimizer as ours (fused AdamW, decay on matrices), so the ratio is the model's.
+    return model, make_optimizer(_Named(model), TrainConfig(lr=1e-4))
+
+
+class _Named(torch.nn.Module):
+    """HF parameter names mapped to ours' convention (matrices decay, vectors do not)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def named_parameters(self, *args, **kwargs):
+        for name, p in self.model.named_parameters():
+            yield (name.rsplit(".", 1)[0] + ".W_" if p.dim() >= 2 else name), p
+
+
+def step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, is_hf: bool):
+    logits = model(x).logits if is_hf else model(x)
+    loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), x[:, 1:].flatten())
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--layers", type=int, default=6)
+    ap.add_argument("--heads", type=int, default=6)
+    ap.add_argument("--width", type=int, default=384)
+    ap.add_argument("--ctx", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--vocab", type=int, default=65)
+    ap.add_argument("--steps", type=int, default=6, help="timed steps per model")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    ap.add_argument("--profile", action="store_true", help="torch.profiler table for ours")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = ModelConfig(n_layers=args.layers, n_heads=args.heads, d_model=args.width,
+                      n_ctx=args.ctx, d_vocab=args.vocab, dropout=0.0)
+    x = torch.randint(0, args.vocab, (args.batch, args.ctx),
+                      generator=torch.Generator().manual_seed(0))
+    runs = {"gptscope": (*ours(cfg), False), "transformers": (*hf(cfg), True)}
+    for _ in range(args.warmup):
+        for model, opt, is_hf in runs.values():
+            step(model, opt, x, is_hf)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(args.steps):
+        for name, (model, opt, is_hf) in runs.items():
+            t0 = time.perf_counter()
+            step(model, opt, x, is_hf)
+            times[name].append(time.perf_counter() - t0)
+    peak = measure_matmul_peak("cpu", torch.float32, size=2048)
+    fpt = flops_per_token(cfg)
+    tokens = args.batch * args.ctx
+    print(f"shape: {args.layers} layers, {args.heads} heads, d_model {args.width}, ctx "
+          f"{args.ctx}, batch {args.batch}, fp32, threads {torch.get_num_threads()}")
+    print(f"measured matmul peak: {peak / 1e9:.1f} GFLOP/s (best of 5, 2048^3 fp32)")
+    print(f"FLOPs per token (6N + 12LdT): {fpt / 1e6:.1f} M")
+    tps = {}
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        tps[name] = tokens / med
+        print(f"{name:13s} step {med * 1e3:8.1f} ms  {tps[name]:9,.0f} tokens/s  "
+              f"MFU {tps[name] * fpt / peak:6.1%}   (steps: "
+              + " ".join(f"{t * 1e3:.0f}" for t in ts) + " ms)")
+    print(f"ratio gptscope / transformers: {tps['gptscope'] / tps['transformers']:.2f}x")
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        model, opt, _ = runs["gptscope"]
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            step(model, opt, x, False)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+
+
+if __name__ == "__main__":
+    main()

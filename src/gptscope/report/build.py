@@ -1,0 +1,88 @@
+"""``gptscope report RUN``: one HTML page for any run folder or Hugging Face folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gptscope.report import sections
+from gptscope.viz import Report
+
+
+def load_any(path: str | Path) -> Any:
+    """A gptscope run folder (``gs.load``) or a Hugging Face folder (``load_pretrained``)."""
+    from gptscope.io.checkpoint import load
+    from gptscope.io.hf_import import load_pretrained
+
+    path = Path(path)
+    config = path / "config.json"
+    if config.exists():
+        try:
+            is_hf = "model_type" in json.loads(config.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{config} is not valid JSON ({e})") from e
+        if is_hf:
+            return load_pretrained(path)
+    return load(path)
+
+
+def sample_tokens(model: Any, n: int = 24) -> torch.Tensor:
+    """A sequence to show: repeated random tokens, so induction and previous-token heads
+    both have something to do. ``[2 * n // 2]``."""
+    half = max(2, min(n, model.cfg.n_ctx) // 2)
+    g = torch.Generator().manual_seed(0)
+    first = torch.randperm(model.cfg.d_vocab, generator=g)[:half]
+    return torch.cat([first, first])
+
+
+def build_report(run: str | Path | Any, title: str | None = None) -> Report:
+    """A report for a run folder, a Hugging Face folder, or a model object."""
+    model = load_any(run) if isinstance(run, (str, Path)) else run
+    model.eval()
+    name = Path(run).name if isinstance(run, (str, Path)) else "model"
+    report = Report(title or f"gptscope report: {name}")
+    c = model.cfg
+    report.add_heading("Model")
+    report.add_table([[k, str(v)] for k, v in c.to_dict().items() if k != "extra"],
+                     ["field", "value"])
+    if isinstance(run, (str, Path)):
+        records = sections.read_metrics(run)
+        if records:
+            report.add_heading("Training")
+            sections.add_loss_curves(report, records, "loss")
+    if c.n_layers == 0:
+        return report
+    tokens = sample_tokens(model)
+    if c.causal:
+        report.add_heading("Heads")
+        scores = sections.add_head_scores(report, model)
+        heads = _top_heads(scores)
+        sections.add_attention(report, model, tokens, heads,
+                               caption="the strongest previous-token and induction heads on "
+                                       "a repeated random sequence")
+        report.add_heading("Logit lens")
+        sections.add_logit_lens(report, model, tokens)
+    return report
+
+
+def _top_heads(scores: dict[str, torch.Tensor], per_kind: int = 2) -> list[tuple[int, int]]:
+    heads: list[tuple[int, int]] = []
+    for kind in ("previous_token", "induction"):
+        s = scores[kind]
+        for flat in s.flatten().argsort(descending=True)[:per_kind].tolist():
+            pair = divmod(flat, s.shape[1])
+            if pair not in heads:
+                heads.append(pair)
+    return heads
+
+
+def write_report(run: str | Path | Any, out: str | Path | None = None) -> Path:
+    """Build the report and save it; default ``RUN/report.html``."""
+    if out is None:
+        if not isinstance(run, (str, Path)):
+            raise ValueError("pass out= when reporting on a model object")
+        out = Path(run) / "report.html"
+    return build_report(run).save(out)

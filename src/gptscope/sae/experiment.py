@@ -1,0 +1,51 @@
+"""Train an SAE on a trained run's activations and score it (what `gptscope sae train` runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gptscope.sae.base import SAE, BaseSAE
+from gptscope.sae.metrics import ce_loss_recovered, evaluate_sae
+from gptscope.sae.training import train_sae_on_model
+from gptscope.train.runs import run_token_batches
+
+
+def train_sae_on_run(
+    run: str | Path,
+    hook_name: str,
+    kind: str = "relu",
+    expansion: int = 8,
+    steps: int = 2000,
+    batch_size: int = 1024,
+    lr: float = 1e-3,
+    token_batches: int = 64,
+    seed: int = 0,
+    model: Any = None,
+    **sae_kwargs: Any,
+) -> tuple[BaseSAE, dict[str, float]]:
+    """Train an SAE of width ``expansion * d_in`` at ``hook_name`` of the model in ``run``
+    on text from the run's own data; return it and its held-out metrics (L0, explained
+    variance, dead and dense fractions, CE loss recovered)."""
+    from gptscope.io.checkpoint import load
+
+    model = model if model is not None else load(run)
+    if hook_name not in model.hook_dict:
+        model._unknown_hook(hook_name)
+    batches = run_token_batches(run, model, token_batches + 8, seed=seed)
+    train_batches, held_out = batches[:token_batches], torch.cat(batches[token_batches:])
+    with torch.no_grad():
+        _, cache = model.run_with_cache(held_out[:1], names_filter=hook_name)
+    d_in = cache[hook_name].shape[-1]
+    train_kw = {k: sae_kwargs.pop(k) for k in list(sae_kwargs)
+                if k in ("l1_coefficient", "l0_coefficient", "resample_dead_every")}
+    sae = SAE(d_in, expansion * d_in, kind=kind, hook_name=hook_name, **sae_kwargs)
+    train_sae_on_model(sae, model, hook_name, train_batches, steps=steps,
+                       batch_size=batch_size, lr=lr, seed=seed, **train_kw)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(held_out, names_filter=hook_name)
+    metrics = evaluate_sae(sae, cache[hook_name].reshape(-1, d_in))
+    metrics.update(ce_loss_recovered(model, sae, held_out, hook_name))
+    return sae, metrics

@@ -1,0 +1,404 @@
+"""The training loop: AdamW, warmup + cosine, clipping, accumulation, eval, checkpoints, DDP.
+
+    from gptscope.train import Trainer, get_preset
+    preset = get_preset("reverse")
+    result = Trainer(preset.model, preset.train, "runs/reverse").fit()
+
+One optimizer step sees the global batch (``batch_size * grad_accum`` sequences). Every rank
+draws the same global batch from the same seeded generator and keeps its 1/world share, so
+the data, and therefore the run, does not depend on how many processes share the work. The
+loss of each micro-batch is its summed token losses divided by the number of scored tokens in
+the whole global batch; summed over micro-steps and ranks, that is exactly the global mean.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gptscope.config import ModelConfig
+from gptscope.io.atomic import write_text
+from gptscope.model.transformer import Transformer
+from gptscope.train import distributed
+from gptscope.train.checkpoint import list_checkpoints, load_latest, save_checkpoint
+from gptscope.train.config import TrainConfig
+from gptscope.train.data import Batch, build_data, fit_model_config
+from gptscope.train.mfu import flops_per_token, peak_flops
+from gptscope.train.optim import make_optimizer
+from gptscope.train.schedule import lr_at
+from gptscope.utils.progress import progress
+
+METRICS = "metrics.jsonl"
+
+
+class TrainingDiverged(ValueError):
+    """The loss became NaN or infinite; the run stopped without writing a checkpoint."""
+
+
+@dataclass
+class TrainResult:
+    model: Transformer
+    step: int
+    out_dir: Path
+    last_eval: dict[str, float]
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" -> CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ValueError(f"unknown device {name!r} ({e}); use auto, cpu or cuda") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available; use --device cpu")
+    return device
+
+
+def scored_loss_sum(logits: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
+    """Sum of cross-entropies at the scored positions. logits [b, t, v]; targets, mask [b, t]."""
+    per = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="none")
+    return (per * mask.flatten()).sum()
+
+
+class _Loggers:
+    """metrics.jsonl always; tensorboard and wandb only when asked for (imported lazily)."""
+
+    def __init__(self, out_dir: Path, cfg: TrainConfig, enabled: bool, config: dict) -> None:
+        self.file = out_dir / METRICS
+        self.enabled = enabled
+        self.tb = self.wandb = None
+        if not enabled:
+            return
+        if cfg.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as e:
+                raise ValueError("tensorboard logging needs the tensorboard package "
+                                 "(pip install tensorboard), or drop --tensorboard") from e
+            self.tb = SummaryWriter(str(out_dir / "tensorboard"))
+        if cfg.wandb:
+            try:
+                import wandb
+            except ImportError as e:
+                raise ValueError("wandb logging needs wandb (pip install wandb), "
+                                 "or drop --wandb") from e
+            self.wandb = wandb.init(project="gptscope", name=out_dir.name, config=config)
+
+    def log(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.file, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        numbers = {k: v for k, v in record.items() if isinstance(v, (int, float)) and k != "step"}
+        if self.tb is not None:
+            for k, v in numbers.items():
+                self.tb.add_scalar(k, v, record["step"])
+        if self.wandb is not None:
+            self.wandb.log(numbers, step=record["step"])
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records past ``step``: a resumed run writes them again."""
+        if not self.enabled or not self.file.exists():
+            return
+        kept = []
+        for line in self.file.read_text(encoding="utf-8").splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    kept.append(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill
+        write_text(self.file, "".join(k + "\n" for k in kept))
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+class Trainer:
+    """Train a `Transformer` described by ``model_cfg`` with ``train_cfg`` into ``out_dir``.
+
+    ``resume=True`` continues from the newest valid checkpoint in ``out_dir`` (a fresh start
+    when there is none). Launched by torchrun, it trains data-parallel.
+    """
+
+    def __init__(
+        self,
+        model_cfg: ModelConfig,
+        train_cfg: TrainConfig,
+        out_dir: str | Path,
+        resume: bool = False,
+    ) -> None:
+        self.cfg = train_cfg
+        self.out_dir = Path(out_dir)
+        self.device = resolve_device(train_cfg.device)
+        if train_cfg.threads is not None:
+            # On a busy 2-core machine, 1 thread can be 10x faster than 2 fighting for cores.
+            torch.set_num_threads(train_cfg.threads)
+        self.dist = distributed.setup(self.device.type)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        if train_cfg.global_batch % self.dist.world_size:
+            raise ValueError(
+                f"the global batch (batch_size x grad_accum = {train_cfg.global_batch}) must "
+                f"divide among {self.dist.world_size} processes; change --batch-size"
+            )
+        cuda = self.device.type == "cuda"
+        self.bf16 = cuda if train_cfg.bf16 is None else train_cfg.bf16
+        self.use_compile = cuda if train_cfg.compile is None else train_cfg.compile
+        self.is_main = self.dist.is_main
+        if self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+
+        tokenizer = None
+        if resume and (self.out_dir / "tokenizer.json").exists():
+            from gptscope.tokenizers import load_tokenizer
+
+            tokenizer = load_tokenizer(self.out_dir / "tokenizer.json")
+        self.data = build_data(train_cfg.data, model_cfg, tokenizer)
+        self.model_cfg = fit_model_config(model_cfg, self.data)
+
+        # Same seed on every rank: identical initial weights and identical data draws.
+        # Dropout masks differ per rank (seed + rank) as in nanoGPT.
+        self._seed_all(train_cfg.seed)
+        self.model = Transformer(self.model_cfg).to(self.device)
+        self.model.tokenizer = self.data.tokenizer
+        self.optimizer = make_optimizer(self.model, train_cfg)
+        self.data_gen = torch.Generator().manual_seed(train_cfg.seed)
+        self._seed_all(train_cfg.seed + self.dist.rank)
+
+        self.step = 0
+        self.tokens_seen = 0
+        self.loggers = _Loggers(self.out_dir, train_cfg, self.is_main,
+                                {"model": self.model_cfg.to_dict(), "train": train_cfg.to_dict()})
+        if resume:
+            self._resume()
+        elif list_checkpoints(self.out_dir):  # every rank checks, so none waits alone
+            raise ValueError(f"{self.out_dir} already holds checkpoints; pass --resume to "
+                             "continue that run, or choose a new --out folder")
+        if self.is_main:
+            write_text(self.out_dir / "config.json", self.model_cfg.to_json() + "\n")
+            write_text(self.out_dir / "train_config.json", train_cfg.to_json() + "\n")
+            if self.data.tokenizer is not None:
+                self.data.tokenizer.save(self.out_dir / "tokenizer.json")
+            if not resume:
+                self.loggers.truncate_after(-1)
+
+        self.net: nn.Module = self.model
+        if self.dist.enabled:
+            ids = [self.device.index] if cuda else None
+            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if self.use_compile:
+            self.net = torch.compile(self.net)
+        self.flops_per_token = flops_per_token(self.model_cfg, self.data.seq_len)
+        self._peak: float | None = None
+
+    @staticmethod
+    def _seed_all(seed: int) -> None:
+        torch.manual_seed(seed)
+        np.random.seed(seed % 2**32)
+        random.seed(seed)
+
+    def _resume(self) -> None:
+        found = list_checkpoints(self.out_dir)
+        state = load_latest(self.out_dir, self.model, self.optimizer, self.data_gen,
+                            self.dist.rank)
+        if state is None:
+            if found:
+                raise ValueError(f"no checkpoint in {self.out_dir / 'checkpoints'} could be "
+                                 "read; delete the folder to start over")
+            if self.is_main:
+                print(f"no checkpoint in {self.out_dir}; starting from step 0", file=sys.stderr)
+            return
+        self.step = int(state["step"])
+        self.tokens_seen = int(state.get("tokens_seen", 0))
+        if self.is_main:
+            self.loggers.truncate_after(self.step)
+            print(f"resumed from step {self.step}", file=sys.stderr)
+
+    # -- one optimizer step ----------------------------------------------------------------
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if not self.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def _global_batch(self) -> Batch:
+        n = self.cfg.global_batch
+        if getattr(self.data, "full_batch", False):
+            n = self.data.full_batch_size()
+        inputs, targets, mask = self.data.train_batch(n, self.data_gen)
+        if len(inputs) % self.dist.world_size:
+            raise ValueError(f"{len(inputs)} training examples do not split evenly over "
+                             f"{self.dist.world_size} processes")
+        return inputs, targets, mask
+
+    def train_step(self) -> tuple[float, float, int]:
+        """One optimizer step; returns (mean loss, grad norm, tokens in the global batch)."""
+        lr = lr_at(self.step, self.cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        inputs, targets, mask = self._global_batch()
+        n_scored = int(mask.sum())
+        share = len(inputs) // self.dist.world_size
+        lo = self.dist.rank * share
+        rows = slice(lo, lo + share)
+        local = [t[rows] for t in (inputs, targets, mask)]
+        n_micro = max(1, math.ceil(share / self.cfg.batch_size))
+        chunks = list(zip(*(t.tensor_split(n_micro) for t in local), strict=True))
+        # DDP averages gradients over ranks; multiply by world so the sum is the global mean.
+        scale = self.dist.world_size / max(n_scored, 1)
+        self.model.train()
+        total = torch.zeros((), device=self.device)
+        for i, (x, y, m) in enumerate(chunks):
+            last = i == len(chunks) - 1
+            sync = contextlib.nullcontext()
+            if self.dist.enabled and not last:
+                sync = self.net.no_sync()  # all-reduce gradients once, after the last micro
+            x, y, m = (t.to(self.device, non_blocking=True) for t in (x, y, m))
+            with sync:
+                with self._autocast():
+                    logits = self.net(x)
+                loss_sum = scored_loss_sum(logits, y, m)
+                (loss_sum * scale).backward()
+            total += loss_sum.detach()
+        distributed.all_reduce_sum(total)
+        loss = total.item() / max(n_scored, 1)
+        if not math.isfinite(loss):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise TrainingDiverged(self._diverged_message(loss))
+        if self.cfg.grad_clip > 0:
+            norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip))
+        else:
+            norm = float(torch.linalg.vector_norm(torch.stack(
+                [p.grad.norm() for p in self.model.parameters() if p.grad is not None])))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return loss, norm, int(inputs.numel())
+
+    def _diverged_message(self, loss: float) -> str:
+        kept = list_checkpoints(self.out_dir)
+        where = f"the last good checkpoint is {kept[-1][1]}" if kept else "no checkpoint exists"
+        return (f"loss became {loss} at step {self.step + 1}: training diverged and stopped; "
+                f"{where}. Lower --lr (now {self.cfg.lr}) or raise --warmup-steps, then "
+                "--resume (or start a new --out)")
+
+    # -- evaluation ------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Validation loss (+ the task's metric on test and train examples).
+
+        Draws from a generator seeded the same way every time, so successive evaluations
+        score the same examples and the curve shows learning, not sampling noise.
+        """
+        gen = torch.Generator().manual_seed(self.cfg.seed + 1)
+        n = self.cfg.eval_steps * self.cfg.batch_size
+        self.model.eval()
+        out: dict[str, float] = {}
+        metric = getattr(getattr(self.data, "task", None), "metric", None)
+        for split, (x, y, m) in self.data.eval_sets(n, gen).items():
+            loss_sum, hits, rows_ok, count = 0.0, 0, 0, 0
+            for xs, ys, ms in zip(x.split(4 * self.cfg.batch_size),
+                                  y.split(4 * self.cfg.batch_size),
+                                  m.split(4 * self.cfg.batch_size), strict=True):
+                xs, ys, ms = xs.to(self.device), ys.to(self.device), ms.to(self.device)
+                with self._autocast():
+                    logits = self.model(xs)
+                loss_sum += float(scored_loss_sum(logits, ys, ms))
+                hit = logits.argmax(-1) == ys
+                hits += int((hit & ms).sum())
+                rows_ok += int((hit | ~ms).all(dim=1).sum())
+                count += int(ms.sum())
+            out[f"{split}_loss"] = loss_sum / max(count, 1)
+            if metric is not None:
+                out[f"{split}_token_accuracy"] = hits / max(count, 1)
+                out[f"{split}_exact_match"] = rows_ok / len(x)
+        return out
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def _peak_flops(self) -> float:
+        if self._peak is None:
+            self._peak = peak_flops(self.device)
+        return self._peak
+
+    def _checkpoint(self) -> None:
+        state = {"tokens_seen": self.tokens_seen, "world_size": self.dist.world_size}
+        save_checkpoint(self.out_dir, self.step, self.model, self.optimizer, self.data_gen,
+                        state, self.cfg.keep_last, self.dist)
+
+    def fit(self) -> TrainResult:
+        """Train to ``max_steps``; save checkpoints, metrics and the final model."""
+        cfg = self.cfg
+        bar = progress(total=cfg.max_steps, desc="train", initial=self.step,
+                       disable=not (self.is_main and cfg.progress))
+        last_eval: dict[str, float] = {}
+        window_tokens, window_time = 0, 0.0
+        try:
+            while self.step < cfg.max_steps:
+                t0 = time.perf_counter()
+                loss, norm, tokens = self.train_step()
+                dt = time.perf_counter() - t0
+                self.tokens_seen += tokens
+                window_tokens += tokens
+                window_time += dt
+                record: dict[str, Any] = {}
+                s = self.step
+                if s % cfg.log_every == 0 or s == cfg.max_steps:
+                    tps = window_tokens / max(window_time, 1e-9)
+                    mfu = tps * self.flops_per_token / (self._peak_flops() * self.dist.world_size)
+                    record.update(loss=loss, lr=lr_at(s - 1, cfg), grad_norm=norm,
+                                  tokens_per_s=tps, mfu=mfu, tokens=self.tokens_seen)
+                    window_tokens, window_time = 0, 0.0
+                    bar.update(0, loss=f"{loss:.4f}", tok_s=f"{tps:,.0f}", mfu=f"{mfu:.1%}")
+                if (cfg.eval_every and s % cfg.eval_every == 0) or s == cfg.max_steps:
+                    last_eval = self.evaluate()
+                    record.update(last_eval)
+                    bar.write(f"step {s}: " + " ".join(f"{k} {v:.4f}"
+                                                       for k, v in last_eval.items()))
+                if record:
+                    self.loggers.log({"step": s, **record})
+                ckpt = cfg.checkpoint_every
+                if (ckpt and s % ckpt == 0) or s == cfg.max_steps:
+                    self._checkpoint()
+                bar.update(1)
+        except TrainingDiverged:
+            if self.is_main:
+                self.loggers.log({"step": self.step + 1, "event": "diverged"})
+            raise
+        finally:
+            bar.close()
+            self.loggers.close()
+        if self.is_main:
+            from gptscope.io.checkpoint import save
+
+            save(self.model, self.out_dir)
+        distributed.barrier()
+        return TrainResult(self.model.eval(), self.step, self.out_dir, last_eval)
+
+
+def train(
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+) -> TrainResult:
+    """Build a `Trainer` and run it: ``train(preset.model, preset.train, "runs/x")``."""
+    return Trainer(model_cfg, train_cfg, out_dir, resume=resume).fit()

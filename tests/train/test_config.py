@@ -1,0 +1,70 @@
+import argparse
+
+import pytest
+
+from gptscope.cli import build_parser
+from gptscope.cli.train import build_configs
+from gptscope.train import DataSpec, TrainConfig, get_preset, list_presets
+
+
+def test_train_config_json_round_trip():
+    c = TrainConfig(data=DataSpec(task="sort", task_kwargs={"n_items": 4}), lr=3e-4,
+                    betas=(0.8, 0.9), bf16=False, ckpt_every=7)
+    back = TrainConfig.from_json(c.to_json())
+    assert back == c
+    assert isinstance(back.betas, tuple) and isinstance(back.data, DataSpec)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(batch_size=0), "batch_size"),
+    (dict(lr=-1.0), "lr"),
+    (dict(betas=(0.9, 1.5)), "betas"),
+    (dict(threads=0), "threads"),
+])
+def test_bad_train_config(bad, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**bad)
+
+
+def test_bad_data_spec_names_the_fix():
+    with pytest.raises(ValueError, match="exactly one"):
+        DataSpec(task="reverse", corpus="shakespeare")
+    with pytest.raises(ValueError, match="unknown corpus"):
+        DataSpec(corpus="wikipedia")
+    with pytest.raises(ValueError, match="unknown TrainConfig fields"):
+        TrainConfig.from_dict({"learning_rate": 1.0})
+
+
+def test_presets_are_typed_and_complete():
+    names = list_presets()
+    for want in ("bigram", "baby-cpu", "shakespeare-char", "induction-2l", "modadd",
+                 "modadd-cpu", "stories", "reverse"):
+        assert want in names
+    for name in names:
+        p = get_preset(name)
+        assert TrainConfig.from_json(p.train.to_json()) == p.train
+    assert get_preset("bigram").model.n_layers == 0
+    m = get_preset("modadd").model
+    assert (m.n_layers, m.d_model, m.n_heads, m.d_mlp, m.act_fn, m.normalization) == (
+        1, 128, 4, 512, "relu", None)
+    assert get_preset("shakespeare-char").model.dropout == 0.2
+    with pytest.raises(ValueError, match="unknown preset"):
+        get_preset("gpt5")
+
+
+def test_cli_overrides_preset(tmp_path):
+    parser = build_parser()
+    args = parser.parse_args(["train", "--preset", "reverse", "--out", str(tmp_path),
+                              "--n-layers", "3", "--lr", "1e-4", "--max-steps", "7",
+                              "--task-arg", "n_items=4", "--no-bf16"])
+    model_cfg, train_cfg = build_configs(args)
+    assert model_cfg.n_layers == 3 and train_cfg.lr == 1e-4 and train_cfg.max_steps == 7
+    assert train_cfg.data.task_kwargs == {"n_items": 4, "n_symbols": 10}
+    assert train_cfg.bf16 is False
+
+
+def test_cli_needs_data(tmp_path):
+    args = build_parser().parse_args(["train", "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="--preset"):
+        build_configs(args)
+    assert isinstance(args, argparse.Namespace)
