@@ -25,6 +25,11 @@ ACTIVATIONS = {
 }
 
 
+# F.rms_norm (one fused kernel) arrived in torch 2.4; older versions use the written-out form.
+_rms_norm = (lambda x, w, eps: F.rms_norm(x, (x.shape[-1],), w, eps)) if hasattr(F, "rms_norm") \
+    else gf.rms_norm
+
+
 def _param(*shape: int, device=None, dtype=None) -> nn.Parameter:
     return nn.Parameter(torch.empty(*shape, device=device, dtype=dtype))
 
@@ -81,13 +86,26 @@ class LayerNorm(nn.Module):
         if not (self.hook_scale.active or self.hook_normalized.active):
             if self.kind == "layer":
                 return F.layer_norm(x, (self.d,), self.w, self.b, self.eps)
-            return F.rms_norm(x, (self.d,), self.w, self.eps)
+            return _rms_norm(x, self.w, self.eps)
         if self.kind == "layer":
-            x = x - x.mean(-1, keepdim=True)
-        scale = self.hook_scale((x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
+            var, mean = torch.var_mean(x, dim=-1, keepdim=True, correction=0)
+        else:
+            var, mean = x.pow(2).mean(-1, keepdim=True), None
+        scale = (var + self.eps).sqrt()  # [batch, pos, 1]
+        hooked = self.hook_scale(scale)
+        if hooked is scale:
+            # Unchanged scale: the fused kernels give the same normalisation in fewer passes.
+            if self.kind == "layer":
+                normalized = F.layer_norm(x, (self.d,), None, None, self.eps)
+            else:
+                normalized = _rms_norm(x, None, self.eps)
+        else:  # a hook replaced the scale (e.g. froze it): normalise with the new one
+            normalized = (x - mean if mean is not None else x) / hooked
         # As in TransformerLens, hook_normalized sees the output before w and b.
-        x = self.hook_normalized(x / scale) * self.w
-        return x + self.b if self.b is not None else x
+        normalized = self.hook_normalized(normalized)
+        if self.b is None:
+            return normalized * self.w
+        return torch.addcmul(self.b, normalized, self.w)
 
 
 class Attention(nn.Module):
@@ -180,9 +198,11 @@ class Attention(nn.Module):
         else:
             if causal and qh.shape[-2] > 1:
                 mask = gf.causal_mask(qh.shape[-2], kh.shape[-2], device=x.device)
-            scores = (qh @ kh.transpose(-2, -1)) * self.scale
+            # Scale the small q rather than the big scores, and mask in place: the
+            # [batch, head, q, k] tensors are what make this path cost more than SDPA.
+            scores = (qh * self.scale) @ kh.transpose(-2, -1)
             if mask is not None:
-                scores = scores.masked_fill(~mask, float("-inf"))
+                scores.masked_fill_(~mask, float("-inf"))
             scores = self.hook_attn_scores(scores)
             pattern = self.hook_pattern(F.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype))
             if dropout:
