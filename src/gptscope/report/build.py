@@ -53,6 +53,7 @@ def build_report(run: str | Path | Any, title: str | None = None) -> Report:
         if records:
             report.add_heading("Training")
             sections.add_loss_curves(report, records, "loss")
+            sections.add_accuracy_curves(report, records, "accuracy")
     if c.n_layers == 0:
         return report
     tokens = sample_tokens(model)

@@ -96,9 +96,11 @@ def _induction_section(report: Report, model: Any, run: Path) -> tuple:
     wrong = int((answer + 1) % (model.cfg.d_vocab - 1))
     corrupted[0, half] = wrong
     sections.add_patching(report, model, clean, corrupted, answer, wrong, pos=2 * half - 1,
-                          caption="restoring the clean residual stream at each layer and "
-                                  "position: the answer travels from the first copy (layer 0) "
-                                  "to the last position (layer 1)")
+                          caption="restoring the clean residual stream, one layer and "
+                                  "position at a time, into the corrupted run (1 = clean "
+                                  "answer back): only the first copy's position matters, "
+                                  "because the induction head in layer 1 reads the answer "
+                                  "from there")
     return ind_head, ind, prev_head, prev
 
 

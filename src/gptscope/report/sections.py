@@ -75,6 +75,79 @@ def add_loss_curves(report: Report, records: list[dict], title: str,
     return bump
 
 
+ACCURACY_SUFFIXES = ("_accuracy", "_exact_match")
+
+
+def accuracy_series(records: list[dict]) -> dict[str, tuple[list[float], list[float]]]:
+    """Every finite numeric field ending in "_accuracy" or "_exact_match", against the step."""
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    for r in records:
+        for key, value in r.items():
+            if (key.endswith(ACCURACY_SUFFIXES) and isinstance(value, (int, float))
+                    and not isinstance(value, bool) and math.isfinite(value) and "step" in r):
+                xs, ys = series.setdefault(key, ([], []))
+                xs.append(float(r["step"]))
+                ys.append(float(value))
+    return series
+
+
+def first_crossing(xs: list[float], ys: list[float], threshold: float) -> float | None:
+    """The first step where the curve exceeds ``threshold`` (None if it never does)."""
+    for x, y in zip(xs, ys, strict=True):
+        if y > threshold:
+            return x
+    return None
+
+
+def generalisation_step(series: dict[str, tuple[list[float], list[float]]],
+                        threshold: float = 0.9) -> tuple[str, float, float | None] | None:
+    """``(held-out key, step it first exceeds threshold, step train first did)`` or None.
+
+    The held-out curve is ``val_exact_match`` (else ``val_token_accuracy``, else any
+    ``val_*`` / ``test_*`` one); its train twin is the same name with ``train_``. Grokking
+    shows as a first held-out step long after the train one.
+    """
+    held = [k for k in ("val_exact_match", "val_token_accuracy") if k in series]
+    held += sorted(k for k in series if k.startswith(("val_", "test_")) and k not in held)
+    if not held:
+        return None
+    key = held[0]
+    step = first_crossing(*series[key], threshold)
+    if step is None:
+        return None
+    twin = "train_" + key.split("_", 1)[1]
+    train_step = first_crossing(*series[twin], threshold) if twin in series else None
+    return key, step, train_step
+
+
+def add_accuracy_curves(report: Report, records: list[dict], title: str = "accuracy",
+                        threshold: float = 0.9) -> float | None:
+    """Accuracy / exact-match curves (metrics ending in "_accuracy" or "_exact_match").
+
+    Marks the first step where the held-out metric exceeds ``threshold`` (and where the
+    train one did, when that was earlier): the gap between the two is delayed
+    generalisation (grokking). Returns the held-out step, or None.
+    """
+    series = accuracy_series(records)
+    if not series:
+        return None
+    chart = LineChart(series, x_label="step", y_label="accuracy", title=title)
+    found = generalisation_step(series, threshold)
+    if found is None:
+        report.add(chart)
+        return None
+    key, step, train_step = found
+    if train_step is not None and train_step < step:
+        chart.annotate(train_step, f"train > {threshold:g}")
+    chart.annotate(step, f"{key.split('_', 1)[0]} > {threshold:g}")
+    caption = f"{key} first exceeds {threshold:g} at step {step:g}"
+    if train_step is not None and train_step < step:
+        caption += (f", {step - train_step:g} steps after the train curve did at step "
+                    f"{train_step:g}")
+    report.add(chart, caption=caption)
+    return step
+
+
 def add_head_scores(report: Report, model: Any, tokens: Tensor | None = None) -> dict[str, Tensor]:
     """Previous-token, duplicate-token and induction scores of every head, as heat maps."""
     scores = {}
