@@ -166,3 +166,11 @@ def check_special_tokens(special_tokens: dict[str, int]) -> None:
             raise ValueError(f"special token {tok!r} has id {idx!r}; ids must be ints >= 0")
     if len(set(special_tokens.values())) != len(special_tokens):
         raise ValueError(f"special tokens share ids: {special_tokens!r}; give each its own id")
+
+
+def hf_added_tokens(special_tokens: dict[str, int]) -> list[dict]:
+    """The ``added_tokens`` list of a Hugging Face tokenizer.json for our special tokens."""
+    flags = {"single_word": False, "lstrip": False, "rstrip": False, "normalized": False,
+             "special": True}
+    return [{"id": i, "content": s, **flags}
+            for s, i in sorted(special_tokens.items(), key=lambda kv: kv[1])]

@@ -54,6 +54,7 @@ from .base import (
     Tokenizer,
     as_id_list,
     check_special_tokens,
+    hf_added_tokens,
     resolve_allowed_special,
     split_special,
 )
@@ -448,18 +449,7 @@ class BPETokenizer(Tokenizer):
         }
         if self.ignore_merges:  # only newer tokenizers versions know this key
             model["ignore_merges"] = True
-        added = [
-            {
-                "id": i,
-                "content": s,
-                "single_word": False,
-                "lstrip": False,
-                "rstrip": False,
-                "normalized": False,
-                "special": True,
-            }
-            for s, i in sorted(self.special_tokens.items(), key=lambda kv: kv[1])
-        ]
+        added = hf_added_tokens(self.special_tokens)
         return {
             "version": "1.0",
             "truncation": None,

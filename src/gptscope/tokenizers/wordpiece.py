@@ -28,6 +28,7 @@ from .base import (
     Tokenizer,
     as_id_list,
     check_special_tokens,
+    hf_added_tokens,
     resolve_allowed_special,
     split_special,
 )
@@ -211,18 +212,7 @@ class WordPieceTokenizer(Tokenizer):
 
     def to_dict(self) -> dict[str, Any]:
         """Hugging Face ``tokenizers`` JSON (BertNormalizer, BertPreTokenizer, WordPiece)."""
-        added = [
-            {
-                "id": i,
-                "content": t,
-                "single_word": False,
-                "lstrip": False,
-                "rstrip": False,
-                "normalized": False,
-                "special": True,
-            }
-            for t, i in sorted(self.special_tokens.items(), key=lambda kv: kv[1])
-        ]
+        added = hf_added_tokens(self.special_tokens)
         return {
             "version": "1.0",
             "truncation": None,
