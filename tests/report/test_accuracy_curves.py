@@ -60,3 +60,14 @@ def test_report_without_accuracy_metrics_has_no_accuracy_chart(tmp_path) -> None
                                             '{"step": 20, "loss": 1.5}\n')
     html = build_report(tmp_path).html()
     assert "_exact_match" not in html
+
+
+def test_identical_token_accuracy_curves_are_shown_once() -> None:
+    from gptscope.viz import Report
+
+    report = Report("r")
+    records = [{"step": s, "val_exact_match": s / 10, "val_token_accuracy": s / 10}
+               for s in range(1, 11)]
+    assert sections.add_accuracy_curves(report, records) == 10.0
+    html = report.html()
+    assert "val_exact_match" in html and "val_token_accuracy" not in html

@@ -129,6 +129,10 @@ def add_accuracy_curves(report: Report, records: list[dict], title: str = "accur
     generalisation (grokking). Returns the held-out step, or None.
     """
     series = accuracy_series(records)
+    for key in [k for k in series if k.endswith("_token_accuracy")]:
+        twin = key.removesuffix("_token_accuracy") + "_exact_match"
+        if twin in series and series[twin] == series[key]:
+            del series[key]  # one-token answers: the same curve twice
     if not series:
         return None
     chart = LineChart(series, x_label="step", y_label="accuracy", title=title)
