@@ -1,0 +1,84 @@
+r"""The issue's SAE acceptance, small: an SAE on the MLP output of a 1-layer char model trained
+here on the stories corpus recovers >= 80% of the CE loss with L0 <= 30 and <= 10% dead
+features.
+
+The full-size version (1-layer, 128 wide; about 1 CPU-minute to train, 1-1.5 CPU-minutes per
+SAE; run folder RUN)::
+
+    gptscope train --preset stories --n-layers 1 --max-steps 1500 --threads 1 --out RUN
+    gptscope sae train RUN --hook blocks.0.hook_mlp_out --kind topk --k 16 --expansion 8 \
+        --steps 2000
+    gptscope sae train RUN --hook blocks.0.hook_mlp_out --kind relu --l1 0.5 --expansion 8 \
+        --steps 2000
+
+measured: topk: ce_loss_recovered 0.998, L0 16, dead_fraction 0.031, explained_variance
+0.981; relu: ce_loss_recovered 0.969, L0 8.7, dead_fraction 0.0, explained_variance 0.858.
+Here the model is 64 wide and trained for 400 steps (~5 s), the SAEs for 300 steps (~1-2 s).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gptscope.cli import main
+from gptscope.sae import load_sae
+from gptscope.sae.experiment import train_sae_on_run
+
+HOOK = "blocks.0.hook_mlp_out"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def stories_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 1-layer, 64-wide char model trained on the stories corpus for 400 steps."""
+    out = tmp_path_factory.mktemp("stories") / "run"
+    rc = main(["train", "--preset", "stories", "--n-layers", "1", "--d-model", "64",
+               "--n-heads", "2", "--n-ctx", "64", "--max-steps", "400", "--warmup-steps", "20",
+               "--lr", "3e-3", "--eval-every", "400", "--eval-steps", "2", "--log-every", "100",
+               "--threads", "1", "--no-progress", "--out", str(out)])
+    assert rc == 0
+    return out
+
+
+@pytest.mark.parametrize(
+    ("kind", "expansion", "options"),
+    [("topk", 2, {"k": 8}), ("relu", 4, {"l1_coefficient": 0.4})],
+    ids=["topk", "relu"],
+)
+def test_sae_on_stories_mlp_out_meets_acceptance(
+    stories_run: Path, kind: str, expansion: int, options: dict
+) -> None:
+    # Measured: topk CE recovered 0.97, L0 8, dead 2%; relu CE 0.95, L0 20, dead 0%.
+    _, m = train_sae_on_run(stories_run, HOOK, kind=kind, expansion=expansion, steps=300,
+                            batch_size=256, lr=3e-3, token_batches=16, **options)
+    # zero-ablating the MLP must hurt, or "recovered" means nothing
+    assert m["ce_zero_ablation"] > m["ce_clean"] + 0.5
+    assert m["ce_loss_recovered"] >= 0.8, m
+    assert m["l0"] <= 30, m
+    assert m["dead_fraction"] <= 0.10, m
+    assert m["explained_variance"] >= 0.8, m
+
+
+def test_sae_train_cli_writes_sae_and_dashboard(
+    stories_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "sae"
+    rc = main(["sae", "train", str(stories_run), "--hook", HOOK, "--kind", "topk", "--k", "4",
+               "--expansion", "2", "--steps", "20", "--out", str(out)])
+    assert rc == 0
+    assert (out / "sae.safetensors").is_file()
+    assert (out / "sae_config.json").is_file()
+    page = (out / "features.html").read_text()
+    assert f"SAE features at {HOOK}" in page
+    assert "top activating examples" in page
+    sae = load_sae(out)
+    assert sae.cfg.kind == "topk" and sae.cfg.hook_name == HOOK and sae.cfg.d_sae == 128
+    printed = capsys.readouterr().out
+    metrics = json.loads(printed[printed.index("{"):printed.rindex("}") + 1])
+    assert metrics["l0"] <= 4
+    assert 0.0 <= metrics["dead_fraction"] <= 1.0
+    assert "ce_loss_recovered" in metrics
+    assert f"saved {out}" in printed

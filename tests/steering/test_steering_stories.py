@@ -1,0 +1,161 @@
+"""Steering a char model trained on the stories corpus with a sentiment vector from contrast
+pairs (CAA, `SteeringVector.from_pairs`).
+
+In this corpus each sentence's sentiment is drawn independently, so nothing before a verb
+predicts whether it will be positive; the one place where the model tracks sentiment is the
+adjective after a verb ("the dog loves the " -> a positive or neutral adjective, never a
+negative one). The vector is therefore read there: each pair from `sentiment_pairs` is cut
+just after "<verb> the ", and the vector is the mean positive-minus-negative activation at
+that last position. Steering with a negative coefficient makes "loves the " continue with
+negative adjectives.
+
+The issue's acceptance (a >= 30 point shift in the fraction of positive continuations at a
+coefficient that raises loss on neutral text by <= 10%) needs the full stories model, which
+takes ~5 CPU-minutes to train, so it is an opt-in test here::
+
+    gptscope train --preset stories --threads 1 --out RUN        # 4 layers, 2000 steps
+    GPTSCOPE_STORIES_RUN=RUN pytest tests/steering/test_steering_stories.py -k acceptance
+
+measured with this file's helpers (blocks.2.hook_resid_pre, 339 verb pairs, the 8 openings
+below x 32 samples, 20 new chars, 20 IOI sentences as neutral text): coefficient 0: 44.1%
+positive; -3: 12.1% (+3.2% neutral loss); -3.25: 8.6% (+4.9%); -3.5: 6.6% (+7.1%). So -3.5
+shifts the positive fraction by 37.5 points at +7.1% loss.
+
+The default tests train a 2-layer, 64-wide model for 1500 steps (~25 s), which has learned
+the verb -> adjective dependency only weakly, and check the same effect with smaller bounds.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from gptscope.cli import main
+from gptscope.data.stories import (
+    NEGATIVE_ADJECTIVES,
+    POSITIVE_ADJECTIVES,
+    classify_sentiment,
+    generate_stories,
+    sentiment_pairs,
+)
+from gptscope.io.checkpoint import load
+from gptscope.steering import SteeringVector, sweep
+
+pytestmark = pytest.mark.slow
+
+# Story openings that end where the model picks an adjective after a positive verb.
+POSITIVE_OPENINGS = ["the dog loves the ", "the cats like the ", "mary hugs the ",
+                     "the birds praise the ", "tom likes the ", "the horse loves the ",
+                     "the frogs hug the ", "lucy praises the "]
+
+
+def verb_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """`sentiment_pairs` with a sentiment verb, cut after "<verb> the " (the adjective slot)."""
+    out = []
+    for pos, neg in sentiment_pairs(n, seed):
+        pw, nw = pos.split(" "), neg.split(" ")
+        i = next(i for i, (a, b) in enumerate(zip(pw, nw)) if a != b)
+        if pw[i] in ("is", "are") or pw[i + 1] != "the":
+            continue  # copula pairs ("the dog is happy ...") have no verb to read after
+        out.append((" ".join(pw[: i + 2]) + " ", " ".join(nw[: i + 2]) + " "))
+    return out
+
+
+def neutral_texts(n_ctx: int, n: int = 20) -> list[str]:
+    """IOI sentences from the corpus: no sentiment words at all."""
+    ioi = [story.text[s.start:s.end] for story in generate_stories(100, seed=123)
+           for s in story.spans if s.labels.get("kind") == "ioi"]
+    return [s[:n_ctx] for s in ioi[:n]]
+
+
+def positive(text: str) -> float:
+    """1.0 when the continuation's first sentence is positive (more positive words)."""
+    return float(classify_sentiment(text.split(".")[0]) > 0.5)
+
+
+def adjective_log_odds(model, vec: SteeringVector, coefficient: float) -> float:
+    """Mean over openings of log P(some positive adjective) - log P(some negative one)."""
+    def word_lp(prompt: str, word: str) -> float:
+        tokens = model.to_tokens(prompt + word + " ")
+        start = model.to_tokens(prompt).shape[1]
+        with torch.no_grad():
+            lp = model(tokens).log_softmax(-1)[0]
+        return float(sum(lp[i - 1, tokens[0, i]] for i in range(start, tokens.shape[1])))
+
+    odds = []
+    with vec.apply(model, coefficient):
+        for p in POSITIVE_OPENINGS:
+            pos = torch.tensor([word_lp(p, w) for w in POSITIVE_ADJECTIVES]).logsumexp(0)
+            neg = torch.tensor([word_lp(p, w) for w in NEGATIVE_ADJECTIVES]).logsumexp(0)
+            odds.append(float(pos - neg))
+    return sum(odds) / len(odds)
+
+
+@pytest.fixture(scope="module")
+def stories_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 64-wide char model trained on the stories corpus for 1500 steps."""
+    out = tmp_path_factory.mktemp("stories") / "run"
+    rc = main(["train", "--preset", "stories", "--n-layers", "2", "--d-model", "64",
+               "--n-heads", "4", "--n-ctx", "64", "--max-steps", "1500", "--warmup-steps", "20",
+               "--lr", "3e-3", "--eval-every", "1500", "--eval-steps", "2", "--log-every", "500",
+               "--threads", "1", "--no-progress", "--out", str(out)])
+    assert rc == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def model(stories_run: Path):
+    return load(stories_run).eval()
+
+
+HOOK = "blocks.1.hook_resid_pre"
+
+
+def test_sentiment_vector_moves_adjective_preference_both_ways(model) -> None:
+    vec = SteeringVector.from_pairs(model, verb_pairs(256), HOOK)
+    base = adjective_log_odds(model, vec, 0.0)
+    # A trained model prefers positive adjectives after a positive verb.
+    assert base > 0
+    # Measured on the tiny model: 0.28 at 0, -0.20 at -3, 0.40 at +3.
+    assert adjective_log_odds(model, vec, -3.0) < base - 0.2
+    assert adjective_log_odds(model, vec, 3.0) > base
+
+
+def test_sentiment_vector_shifts_generations_within_loss_budget(model) -> None:
+    vec = SteeringVector.from_pairs(model, verb_pairs(256), HOOK)
+    result = sweep(model, vec, [0.0, -2.5], POSITIVE_OPENINGS, positive,
+                   neutral_texts(model.cfg.n_ctx), samples_per_prompt=16, max_new_tokens=20)
+    # Measured on the tiny model: 17.2% -> 10.2% positive, +6.5% neutral loss.
+    assert result.effect[1] <= result.effect[0] - 0.03, result
+    assert 0.0 < result.loss_increase[1] <= 0.10
+    assert result.loss_increase[0] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_steer_cli_prints_both_continuations(
+    stories_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = main(["steer", str(stories_run), "--pos", "the dog loves the ",
+               "--neg", "the dog hates the ", "--hook", HOOK, "--prompt", "the dog ",
+               "--samples", "1", "--max-new-tokens", "5"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    lines = {ln.split(":", 1)[0]: ln.split(":", 1)[1].strip() for ln in out.splitlines()
+             if ln.startswith(("unsteered:", "steered:"))}
+    assert set(lines) == {"unsteered", "steered"}
+    for text in lines.values():
+        assert text.startswith("'the dog ") and len(ast.literal_eval(text)) == len("the dog ") + 5
+
+
+@pytest.mark.skipif(not os.environ.get("GPTSCOPE_STORIES_RUN"),
+                    reason="set GPTSCOPE_STORIES_RUN to a `gptscope train --preset stories` run")
+def test_acceptance_on_full_stories_model() -> None:
+    big = load(os.environ["GPTSCOPE_STORIES_RUN"]).eval()
+    vec = SteeringVector.from_pairs(big, verb_pairs(512), "blocks.2.hook_resid_pre")
+    result = sweep(big, vec, [0.0, -3.5], POSITIVE_OPENINGS, positive,
+                   neutral_texts(big.cfg.n_ctx), samples_per_prompt=32, max_new_tokens=20)
+    assert result.effect[0] - result.effect[1] >= 0.30, result
+    assert result.loss_increase[1] <= 0.10, result
