@@ -68,13 +68,14 @@ class _StepFn(torch.autograd.Function):
         return (z > theta).to(z.dtype)
 
     @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[None, torch.Tensor, None]:
         z, theta = ctx.saved_tensors
         eps = ctx.bandwidth
         grad_theta = -(1.0 / eps) * _rectangle((z - theta) / eps) * grad_out
         grad_theta = grad_theta.reshape(-1, theta.shape[-1]).sum(dim=0)
         # The L0 penalty must not push z around: only theta learns from it.
-        return torch.zeros_like(z), grad_theta, None
+        # No gradient to z (None, not a zeros tensor: nothing to allocate or add).
+        return None, grad_theta, None
 
 
 def jumprelu(z: torch.Tensor, threshold: torch.Tensor, bandwidth: float = 0.001) -> torch.Tensor:
