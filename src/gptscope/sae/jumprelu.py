@@ -39,23 +39,28 @@ def _rectangle(u: torch.Tensor) -> torch.Tensor:
 
 
 class _JumpReLUFn(torch.autograd.Function):
-    """``z * H(z - theta)`` with the rectangle-kernel pseudo-derivative for ``theta``."""
+    """``z * H(z - theta)`` with the rectangle-kernel pseudo-derivative for ``theta``.
+
+    Written for few passes over the big ``[batch, d_sae]`` tensors: the firing mask is kept
+    from the forward pass, and the per-feature factor ``theta / eps`` is applied after the
+    sum over the batch.
+    """
 
     @staticmethod
     def forward(ctx: Any, z: torch.Tensor, theta: torch.Tensor, bandwidth: float) -> torch.Tensor:
-        ctx.save_for_backward(z, theta)
+        fired = z > theta
+        ctx.save_for_backward(z, theta, fired)
         ctx.bandwidth = bandwidth
-        return z * (z > theta).to(z.dtype)
+        return z * fired  # (torch.where with a scalar is several times slower on CPU)
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
-        z, theta = ctx.saved_tensors
+        z, theta, fired = ctx.saved_tensors
         eps = ctx.bandwidth
-        grad_z = grad_out * (z > theta).to(z.dtype)
-        grad_theta = -(theta / eps) * _rectangle((z - theta) / eps) * grad_out
-        # theta is broadcast over the batch dims; sum its gradient back to [d_sae].
-        grad_theta = grad_theta.reshape(-1, theta.shape[-1]).sum(dim=0)
-        return grad_z, grad_theta, None
+        grad_z = grad_out * fired
+        window = (z - theta).abs_() < 0.5 * eps  # the rectangle kernel K((z - theta) / eps)
+        summed = (grad_out * window).reshape(-1, theta.shape[-1]).sum(dim=0)
+        return grad_z, -(theta / eps) * summed, None
 
 
 class _StepFn(torch.autograd.Function):
@@ -76,6 +81,31 @@ class _StepFn(torch.autograd.Function):
         # The L0 penalty must not push z around: only theta learns from it.
         # No gradient to z (None, not a zeros tensor: nothing to allocate or add).
         return None, grad_theta, None
+
+
+class _MeanL0Fn(torch.autograd.Function):
+    """Mean over the batch of ``sum_i H(z_i - theta_i)``: `step` summed, without ever making
+    the ``[batch, d_sae]`` float tensor or its gradient."""
+
+    @staticmethod
+    def forward(ctx: Any, z: torch.Tensor, theta: torch.Tensor, bandwidth: float) -> torch.Tensor:
+        ctx.save_for_backward(z, theta)
+        ctx.bandwidth = bandwidth
+        rows = z.reshape(-1, z.shape[-1])
+        return (rows > theta).sum(dtype=z.dtype) / rows.shape[0]
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[None, torch.Tensor, None]:
+        z, theta = ctx.saved_tensors
+        eps = ctx.bandwidth
+        rows = z.reshape(-1, z.shape[-1])
+        window = ((rows - theta).abs() < 0.5 * eps).sum(dim=0, dtype=z.dtype)
+        return None, -(grad_out / (eps * rows.shape[0])) * window, None
+
+
+def mean_l0(z: torch.Tensor, threshold: torch.Tensor, bandwidth: float = 0.001) -> torch.Tensor:
+    """``step(z, threshold).sum(-1).mean()`` in one pass, with the same gradient."""
+    return _MeanL0Fn.apply(z, threshold, bandwidth)
 
 
 def jumprelu(z: torch.Tensor, threshold: torch.Tensor, bandwidth: float = 0.001) -> torch.Tensor:
@@ -152,10 +182,10 @@ class JumpReLUSAE(BaseSAE):
         acts = jumprelu(pre, theta, self.cfg.bandwidth)
         x_hat = self.decode(acts)
         mse = (x_hat - x).pow(2).sum(dim=-1).mean()
-        fired = step(pre, theta, self.cfg.bandwidth)
-        if not self.cfg.normalize_decoder:
-            fired = fired * self.decoder_norms()
-        l0 = fired.sum(dim=-1).mean()
+        if self.cfg.normalize_decoder:
+            l0 = mean_l0(pre, theta, self.cfg.bandwidth)
+        else:
+            l0 = (step(pre, theta, self.cfg.bandwidth) * self.decoder_norms()).sum(-1).mean()
         if self.training:
             self._update_firing_stats(acts)
         return TrainStepOutput(mse + l0_coefficient * l0, {"mse": mse, "l0": l0}, x_hat, acts)
