@@ -6,9 +6,14 @@ overrides).
 """
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+
+# Shared helpers (tests/helpers.py) import as `helpers` from any test folder.
+sys.path.insert(0, str(Path(__file__).parent))
 
 torch.set_num_threads(int(os.environ.get("GPTSCOPE_TEST_THREADS", "1")))
 

@@ -8,6 +8,7 @@ import pickle
 
 import pytest
 import torch
+from helpers import random_model
 
 import gptscope as gs
 
@@ -23,13 +24,7 @@ CONFIGS = {
 
 
 def make(**kw) -> gs.Transformer:
-    model = gs.Transformer(gs.ModelConfig(**{**BASE, **kw}))
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if not name.rsplit(".", 1)[-1].startswith("W_"):
-                p.add_(torch.randn(p.shape, generator=g) * 0.1)
-    return model.eval()
+    return random_model(**{**BASE, **kw})
 
 
 TOKS = torch.randint(0, 41, (2, 11), generator=torch.Generator().manual_seed(0))

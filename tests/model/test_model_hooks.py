@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import random_model
 from torch import nn
 
 import gptscope as gs
@@ -14,13 +15,7 @@ BASE = dict(n_layers=2, d_model=32, n_heads=4, d_vocab=41, n_ctx=16, seed=0)
 
 
 def make(**kw) -> gs.Transformer:
-    model = gs.Transformer(gs.ModelConfig(**{**BASE, **kw}))
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if not name.rsplit(".", 1)[-1].startswith("W_"):
-                p.add_(torch.randn(p.shape, generator=g) * 0.1)
-    return model.eval()
+    return random_model(**{**BASE, **kw})
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import random_model
 
 import gptscope as gs
 
@@ -31,14 +32,7 @@ CONFIGS = {
 
 
 def make(**kw) -> gs.Transformer:
-    """A tiny model whose biases and norm weights are random too (not 0 and 1)."""
-    model = gs.Transformer(gs.ModelConfig(**{**BASE, **kw}))
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if not name.rsplit(".", 1)[-1].startswith("W_"):
-                p.add_(torch.randn(p.shape, generator=g) * 0.1)
-    return model.eval()
+    return random_model(**{**BASE, **kw})
 
 
 def tokens(batch=2, n=10, d_vocab=41, seed=0):
