@@ -11,7 +11,8 @@ import torch
 import gptscope.sae as gsae
 from gptscope.sae import SAE, load_sae, sae_loss
 from gptscope.sae import metrics as M
-from gptscope.sae.jumprelu import jumprelu, step
+from gptscope.sae.base import mean_active_count
+from gptscope.sae.jumprelu import jumprelu, jumprelu_with_l0, step
 
 KINDS = {"relu": {}, "topk": {"k": 4}, "jumprelu": {}}
 
@@ -146,6 +147,24 @@ def test_jumprelu_pseudo_gradients_reach_the_threshold() -> None:
     assert z.grad is None or not z.grad.any()  # L0 does not push z
 
 
+def test_jumprelu_with_l0_hand_worked() -> None:
+    # Two inputs; with eps = 0.01 only feature 0 lies inside the kernel window in both rows.
+    eps, c = 0.01, 3.0
+    theta = torch.tensor([0.5, 0.5, 0.5], requires_grad=True)
+    z = torch.tensor([[0.503, 0.9, 0.1], [0.498, 0.2, 0.7]], requires_grad=True)
+    acts, l0 = jumprelu_with_l0(z, theta, eps)
+    torch.testing.assert_close(acts, torch.tensor([[0.503, 0.9, 0.0], [0.0, 0.0, 0.7]]))
+    assert l0.item() == 1.5  # (2 + 1) active features over 2 inputs
+    (acts.sum() + c * l0).backward()
+    # -(theta / eps) * 2 rows in the window - c / (eps * 2 inputs) * 2 rows = -100 - 300
+    torch.testing.assert_close(theta.grad, torch.tensor([-400.0, 0.0, 0.0]))
+    torch.testing.assert_close(z.grad, torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]))
+    theta.grad = z.grad = None
+    jumprelu_with_l0(z, theta, eps)[1].backward()  # the L0 alone never pushes z
+    torch.testing.assert_close(theta.grad, torch.tensor([-100.0, 0.0, 0.0]))
+    assert z.grad is None
+
+
 def test_jumprelu_training_moves_thresholds() -> None:
     torch.manual_seed(0)
     sae = SAE(8, 32, kind="jumprelu", bandwidth=0.05, threshold_init=0.05)
@@ -202,8 +221,19 @@ def test_sae_loss_matches_hand_computation() -> None:
     assert loss.item() == pytest.approx(0.625 + 0.1 * 1.75)
     _, _, l1w = sae_loss(x, x_hat, acts, 0.1, decoder_norms=torch.tensor([2.0, 1.0, 0.5]))
     assert l1w.item() == pytest.approx(((1.0 + 1.0) + 2.0) / 2)
+    # With non-negative acts the promise skips |.| and gives the same numbers.
+    positive = acts.abs()
+    for norms in (None, torch.tensor([2.0, 1.0, 0.5])):
+        plain = sae_loss(x, x_hat, positive, 0.1, decoder_norms=norms)
+        promised = sae_loss(x, x_hat, positive, 0.1, decoder_norms=norms, acts_nonnegative=True)
+        torch.testing.assert_close(promised, plain)
     with pytest.raises(ValueError, match="same shape"):
         sae_loss(x, x_hat[:1], acts, 0.1)
+
+
+def test_mean_active_count_is_the_l0_norm() -> None:
+    acts = torch.tensor([[[0.5, 0.0, 2.0], [0.0, 0.0, 0.0]], [[1e-30, 3.0, 1.0], [0.0, 7.0, 0.0]]])
+    assert mean_active_count(acts).item() == pytest.approx((2 + 0 + 3 + 1) / 4)
 
 
 def test_relu_training_forward_uses_sae_loss() -> None:

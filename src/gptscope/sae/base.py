@@ -93,13 +93,16 @@ class TrainStepOutput(NamedTuple):
     """What :meth:`BaseSAE.training_forward` returns for one batch.
 
     ``loss`` is the scalar to backpropagate; ``losses`` holds its named parts (detached
-    floats are taken by the trainer); ``x_hat`` is ``[batch, d_in]``; ``acts`` ``[batch, d_sae]``.
+    floats are taken by the trainer); ``x_hat`` is ``[batch, d_in]``; ``acts`` ``[batch, d_sae]``;
+    ``fired`` (bool ``[d_sae]``, optional) says which features fired in this batch, when the
+    variant already computed it, so the trainer need not scan ``acts`` again.
     """
 
     loss: torch.Tensor
     losses: dict[str, torch.Tensor]
     x_hat: torch.Tensor
     acts: torch.Tensor
+    fired: torch.Tensor | None = None
 
 
 def sae_loss(
@@ -108,6 +111,7 @@ def sae_loss(
     acts: torch.Tensor,
     l1_coefficient: float,
     decoder_norms: torch.Tensor | None = None,
+    acts_nonnegative: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The classic SAE objective: reconstruction error plus an L1 sparsity penalty.
 
@@ -120,6 +124,8 @@ def sae_loss(
             feature's activation is weighted by its decoder norm, so the model cannot dodge
             the penalty by shrinking ``acts`` and growing ``W_dec`` (Anthropic's April 2024
             recipe). With unit-norm rows this is the plain L1.
+        acts_nonnegative: promise that ``acts >= 0`` (true of every SAE kind here), so
+            ``|acts| = acts`` and the absolute value (and its backward pass) is skipped.
 
     Returns:
         ``(loss, mse, l1)``, all scalars, where ``mse`` is the squared error summed over
@@ -137,8 +143,11 @@ def sae_loss(
             "pass the feature activations of the same batch"
         )
     mse = (x_hat - x).pow(2).sum(dim=-1).mean()
-    weighted = acts.abs() if decoder_norms is None else acts.abs() * decoder_norms
-    l1 = weighted.sum(dim=-1).mean()
+    magnitudes = acts if acts_nonnegative else acts.abs()
+    if decoder_norms is None:
+        l1 = magnitudes.sum() / max(1, magnitudes[..., 0].numel())
+    else:
+        l1 = (magnitudes @ decoder_norms).mean()
     return mse + l1_coefficient * l1, mse, l1
 
 
@@ -158,13 +167,15 @@ def fired_features(acts: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def active_counts(acts: torch.Tensor) -> torch.Tensor:
-    """Number of non-zero features per input, ``[...]`` (float), for ``acts`` ``[..., d_sae]``.
+def mean_active_count(acts: torch.Tensor) -> torch.Tensor:
+    """Mean number of non-zero features per input (the L0 norm), a scalar, for ``acts``
+    ``[..., d_sae]``.
 
-    ``sign().abs()`` is 1 exactly where ``acts`` is non-zero, and is cheaper than a bool
-    comparison followed by a sum on CPU.
+    Like :func:`fired_features` it relies on activations being non-negative, so ``sign`` is 1
+    exactly where a feature is active; on CPU ``acts.sign().sum()`` is several times faster
+    than ``count_nonzero`` or a bool comparison (which branch or materialise a mask).
     """
-    return acts.sign().abs().sum(dim=-1)
+    return acts.sign().sum() / max(1, acts[..., 0].numel())
 
 
 class BaseSAE(nn.Module):
@@ -278,7 +289,7 @@ class BaseSAE(nn.Module):
         """Pre-activations ``[..., d_sae]`` for inputs ``[..., d_in]`` (no hooks, no checks)."""
         if self.cfg.apply_b_dec_to_input:
             x = x - self.b_dec
-        return x @ self.W_enc + self.b_enc
+        return _affine(x, self.W_enc, self.b_enc)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Feature activations ``[..., d_sae]`` for inputs ``[..., d_in]``."""
@@ -294,7 +305,7 @@ class BaseSAE(nn.Module):
                 f"decode expects feature activations of shape [..., d_sae={self.cfg.d_sae}], "
                 f"got {tuple(acts.shape)}; pass the output of encode()"
             )
-        return self.hook_sae_recons(acts @ self.W_dec + self.b_dec)
+        return self.hook_sae_recons(_affine(acts, self.W_dec, self.b_dec))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstruct ``x``: ``[..., d_in] -> [..., d_in]`` (shape preserved, so the SAE can be
@@ -307,10 +318,12 @@ class BaseSAE(nn.Module):
         raise NotImplementedError
 
     @torch.no_grad()
-    def _update_firing_stats(self, acts: torch.Tensor) -> None:
+    def _update_firing_stats(self, acts: torch.Tensor) -> torch.Tensor:
+        """Advance ``steps_since_fired`` by one batch; returns the bool ``[d_sae]`` fired mask."""
         fired = fired_features(acts)
         self.steps_since_fired.add_(1)
         self.steps_since_fired[fired] = 0
+        return fired
 
     # ------------------------------------------------------------------ save / load
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -343,6 +356,13 @@ class BaseSAE(nn.Module):
 
     def extra_repr(self) -> str:
         return f"kind={self.cfg.kind!r}, d_in={self.cfg.d_in}, d_sae={self.cfg.d_sae}"
+
+
+def _affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``x @ weight + bias`` for ``x`` ``[..., n]``, as one fused ``addmm`` on the flattened
+    rows (it saves a full pass over the output, which is a fifth of an SAE step on CPU)."""
+    rows = torch.addmm(bias, x.reshape(-1, x.shape[-1]), weight)
+    return rows.reshape(*x.shape[:-1], weight.shape[-1])
 
 
 def _atomic_write(target: Path, write: Any) -> None:

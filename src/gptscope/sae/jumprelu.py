@@ -34,33 +34,61 @@ from torch import nn
 from gptscope.sae.base import BaseSAE, SAEConfig, TrainStepOutput, register_sae
 
 
-def _rectangle(u: torch.Tensor) -> torch.Tensor:
-    return (u.abs() < 0.5).to(u.dtype)
+def _above(z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Float ``[..., d_sae]`` mask, 1 where ``z > theta``.
+
+    Masks are kept as floats throughout this module: on CPU, writing the comparison straight
+    into a float tensor and multiplying by it is several times faster than a bool mask, which
+    every later use converts to float in an extra pass.
+    """
+    return torch.gt(z, theta, out=torch.empty_like(z))
+
+
+def _window(z: torch.Tensor, theta: torch.Tensor, bandwidth: float) -> torch.Tensor:
+    """Float mask of the rectangle kernel ``K((z - theta) / eps)``: 1 where
+    ``|z - theta| < eps / 2``. Built in place in one buffer."""
+    return (z - theta).abs_().lt_(0.5 * bandwidth)
+
+
+def _sum_rows(t: torch.Tensor) -> torch.Tensor:
+    """Sum ``[..., d_sae]`` over every leading dim, giving ``[d_sae]``."""
+    return t.reshape(-1, t.shape[-1]).sum(dim=0)
 
 
 class _JumpReLUFn(torch.autograd.Function):
-    """``z * H(z - theta)`` with the rectangle-kernel pseudo-derivative for ``theta``.
-
-    Written for few passes over the big ``[batch, d_sae]`` tensors: the firing mask is kept
-    from the forward pass, and the per-feature factor ``theta / eps`` is applied after the
-    sum over the batch.
+    """``(z * H(z - theta), mean over inputs of sum_i H(z_i - theta_i))``: the activations
+    and the L0 penalty in one pass, with the rectangle-kernel pseudo-derivatives for
+    ``theta``. The firing mask is kept from the forward pass, the kernel window is built
+    once for both outputs, and per-feature factors are applied after the sum over inputs.
     """
 
     @staticmethod
-    def forward(ctx: Any, z: torch.Tensor, theta: torch.Tensor, bandwidth: float) -> torch.Tensor:
-        fired = z > theta
+    def forward(
+        ctx: Any, z: torch.Tensor, theta: torch.Tensor, bandwidth: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        fired = _above(z, theta)
         ctx.save_for_backward(z, theta, fired)
         ctx.bandwidth = bandwidth
-        return z * fired  # (torch.where with a scalar is several times slower on CPU)
+        ctx.set_materialize_grads(False)
+        n_inputs = max(1, z[..., 0].numel())
+        return z * fired, fired.sum() / n_inputs
 
     @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+    def backward(
+        ctx: Any, grad_acts: torch.Tensor | None, grad_l0: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, torch.Tensor, None]:
         z, theta, fired = ctx.saved_tensors
         eps = ctx.bandwidth
-        grad_z = grad_out * fired
-        window = (z - theta).abs_() < 0.5 * eps  # the rectangle kernel K((z - theta) / eps)
-        summed = (grad_out * window).reshape(-1, theta.shape[-1]).sum(dim=0)
-        return grad_z, -(theta / eps) * summed, None
+        window = _window(z, theta, eps)
+        grad_theta = torch.zeros_like(theta)
+        if grad_l0 is not None:
+            # d L0 / d theta = -(1 / eps) * window summed over inputs, averaged.
+            grad_theta -= _sum_rows(window) * (grad_l0 / (eps * max(1, z[..., 0].numel())))
+        if grad_acts is None:
+            return None, grad_theta, None  # the L0 penalty never pushes z
+        # d acts / d theta = -(theta / eps) * window; d acts / d z = H(z - theta).
+        grad_theta -= (theta / eps) * _sum_rows(window.mul_(grad_acts))
+        return grad_acts * fired, grad_theta, None
 
 
 class _StepFn(torch.autograd.Function):
@@ -70,47 +98,29 @@ class _StepFn(torch.autograd.Function):
     def forward(ctx: Any, z: torch.Tensor, theta: torch.Tensor, bandwidth: float) -> torch.Tensor:
         ctx.save_for_backward(z, theta)
         ctx.bandwidth = bandwidth
-        return (z > theta).to(z.dtype)
+        return _above(z, theta)
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[None, torch.Tensor, None]:
         z, theta = ctx.saved_tensors
         eps = ctx.bandwidth
-        grad_theta = -(1.0 / eps) * _rectangle((z - theta) / eps) * grad_out
-        grad_theta = grad_theta.reshape(-1, theta.shape[-1]).sum(dim=0)
+        grad_theta = -(1.0 / eps) * _sum_rows(_window(z, theta, eps).mul_(grad_out))
         # The L0 penalty must not push z around: only theta learns from it.
         # No gradient to z (None, not a zeros tensor: nothing to allocate or add).
         return None, grad_theta, None
 
 
-class _MeanL0Fn(torch.autograd.Function):
-    """Mean over the batch of ``sum_i H(z_i - theta_i)``: `step` summed, without ever making
-    the ``[batch, d_sae]`` float tensor or its gradient."""
-
-    @staticmethod
-    def forward(ctx: Any, z: torch.Tensor, theta: torch.Tensor, bandwidth: float) -> torch.Tensor:
-        ctx.save_for_backward(z, theta)
-        ctx.bandwidth = bandwidth
-        rows = z.reshape(-1, z.shape[-1])
-        return (rows > theta).sum(dtype=z.dtype) / rows.shape[0]
-
-    @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[None, torch.Tensor, None]:
-        z, theta = ctx.saved_tensors
-        eps = ctx.bandwidth
-        rows = z.reshape(-1, z.shape[-1])
-        window = ((rows - theta).abs() < 0.5 * eps).sum(dim=0, dtype=z.dtype)
-        return None, -(grad_out / (eps * rows.shape[0])) * window, None
-
-
-def mean_l0(z: torch.Tensor, threshold: torch.Tensor, bandwidth: float = 0.001) -> torch.Tensor:
-    """``step(z, threshold).sum(-1).mean()`` in one pass, with the same gradient."""
-    return _MeanL0Fn.apply(z, threshold, bandwidth)
+def jumprelu_with_l0(
+    z: torch.Tensor, threshold: torch.Tensor, bandwidth: float = 0.001
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(jumprelu(z, threshold), step(z, threshold).sum(-1).mean())`` in one pass over ``z``
+    ``[..., d_sae]``, with the same gradients as the two computed apart."""
+    return _JumpReLUFn.apply(z, threshold, bandwidth)
 
 
 def jumprelu(z: torch.Tensor, threshold: torch.Tensor, bandwidth: float = 0.001) -> torch.Tensor:
     """JumpReLU ``[..., d_sae]`` with a straight-through gradient to ``threshold`` ``[d_sae]``."""
-    return _JumpReLUFn.apply(z, threshold, bandwidth)
+    return jumprelu_with_l0(z, threshold, bandwidth)[0]
 
 
 def step(z: torch.Tensor, threshold: torch.Tensor, bandwidth: float = 0.001) -> torch.Tensor:
@@ -179,13 +189,11 @@ class JumpReLUSAE(BaseSAE):
         self._check_input(x)
         pre = self.encode_pre(x)
         theta = self.threshold
-        acts = jumprelu(pre, theta, self.cfg.bandwidth)
+        acts, l0 = jumprelu_with_l0(pre, theta, self.cfg.bandwidth)
         x_hat = self.decode(acts)
         mse = (x_hat - x).pow(2).sum(dim=-1).mean()
-        if self.cfg.normalize_decoder:
-            l0 = mean_l0(pre, theta, self.cfg.bandwidth)
-        else:
-            l0 = (step(pre, theta, self.cfg.bandwidth) * self.decoder_norms()).sum(-1).mean()
-        if self.training:
-            self._update_firing_stats(acts)
-        return TrainStepOutput(mse + l0_coefficient * l0, {"mse": mse, "l0": l0}, x_hat, acts)
+        if not self.cfg.normalize_decoder:
+            l0 = (step(pre, theta, self.cfg.bandwidth) @ self.decoder_norms()).mean()
+        fired = self._update_firing_stats(acts) if self.training else None
+        losses = {"mse": mse, "l0": l0}
+        return TrainStepOutput(mse + l0_coefficient * l0, losses, x_hat, acts, fired)

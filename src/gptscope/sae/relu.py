@@ -54,7 +54,8 @@ class ReLUSAE(BaseSAE):
         acts = self.encode(x)
         x_hat = self.decode(acts)
         norms = None if self.cfg.normalize_decoder else self.decoder_norms()
-        loss, mse, l1 = sae_loss(x, x_hat, acts, l1_coefficient, decoder_norms=norms)
-        if self.training:
-            self._update_firing_stats(acts)
-        return TrainStepOutput(loss, {"mse": mse, "l1": l1}, x_hat, acts)
+        loss, mse, l1 = sae_loss(
+            x, x_hat, acts, l1_coefficient, decoder_norms=norms, acts_nonnegative=True
+        )
+        fired = self._update_firing_stats(acts) if self.training else None
+        return TrainStepOutput(loss, {"mse": mse, "l1": l1}, x_hat, acts, fired)

@@ -83,15 +83,14 @@ class TopKSAE(BaseSAE):
         mse = (x_hat - x).pow(2).sum(dim=-1).mean()
         losses = {"mse": mse}
         loss = mse
-        if self.training:
-            self._update_firing_stats(acts)
+        fired = self._update_firing_stats(acts) if self.training else None
         dead = self.steps_since_fired >= self.cfg.dead_steps_threshold
         n_dead = int(dead.sum())
         if self.training and self.effective_aux_k > 0 and n_dead > 0:
             aux = self._aux_loss(x, x_hat, pre, dead, min(self.effective_aux_k, n_dead))
             losses["aux"] = aux
             loss = loss + self.cfg.aux_k_coefficient * aux
-        return TrainStepOutput(loss, losses, x_hat, acts)
+        return TrainStepOutput(loss, losses, x_hat, acts, fired)
 
     def _aux_loss(
         self,

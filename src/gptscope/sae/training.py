@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gptscope.sae.base import BaseSAE, active_counts, fired_features
+from gptscope.sae.base import BaseSAE, fired_features, mean_active_count
 from gptscope.utils.progress import progress
 
 # ---------------------------------------------------------------------------- results
@@ -410,12 +410,12 @@ def train_sae(
                 sae.normalize_decoder_()
 
             with torch.no_grad():
-                fired = fired_features(out.acts)
+                fired = out.fired if out.fired is not None else fired_features(out.acts)
                 fired_since_resample |= fired
                 fired_since_log |= fired
                 parts = {"loss": out.loss.detach()}
                 parts.update({k: v.detach() for k, v in out.losses.items()})
-                parts["l0_norm"] = active_counts(out.acts).mean()
+                parts["l0_norm"] = mean_active_count(out.acts)
                 resid = (x - out.x_hat).pow(2).sum()
                 total_var = (x - x.mean(dim=0)).pow(2).sum().clamp_min(1e-12)
                 parts["explained_variance"] = 1 - resid / total_var
