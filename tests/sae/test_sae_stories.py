@@ -67,7 +67,8 @@ def test_sae_train_cli_writes_sae_and_dashboard(
 ) -> None:
     out = tmp_path / "sae"
     rc = main(["sae", "train", str(stories_run), "--hook", HOOK, "--kind", "topk", "--k", "4",
-               "--expansion", "2", "--steps", "20", "--out", str(out)])
+               "--expansion", "2", "--steps", "20", "--batch-size", "128", "--threads", "1",
+               "--out", str(out)])
     assert rc == 0
     assert (out / "sae.safetensors").is_file()
     assert (out / "sae_config.json").is_file()
@@ -82,3 +83,26 @@ def test_sae_train_cli_writes_sae_and_dashboard(
     assert 0.0 <= metrics["dead_fraction"] <= 1.0
     assert "ce_loss_recovered" in metrics
     assert f"saved {out}" in printed
+
+
+def test_sae_train_cli_passes_each_kinds_coefficient(
+    stories_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gptscope.sae.experiment as experiment
+
+    seen: list[dict] = []
+    real = experiment.train_sae_on_run
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return real(*args, **{**kwargs, "steps": 2})
+
+    monkeypatch.setattr(experiment, "train_sae_on_run", spy)
+    for kind, flag, value, key in [("jumprelu", "--l0", "30", "l0_coefficient"),
+                                   ("relu", "--l1", "0.25", "l1_coefficient"),
+                                   ("topk", "--k", "3", "k")]:
+        rc = main(["sae", "train", str(stories_run), "--hook", HOOK, "--kind", kind, flag, value,
+                   "--expansion", "2", "--batch-size", "64", "--threads", "1",
+                   "--out", str(tmp_path / kind)])
+        assert rc == 0 and load_sae(tmp_path / kind).cfg.kind == kind
+        assert seen[-1][key] == float(value) and seen[-1]["batch_size"] == 64

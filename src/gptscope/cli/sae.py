@@ -13,15 +13,17 @@ def _train(args: argparse.Namespace) -> int:
     from gptscope.sae.experiment import train_sae_on_run
     from gptscope.train.runs import run_token_batches
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     model = load(args.run)
-    extra = {}
-    if args.kind == "relu":
-        extra["l1_coefficient"] = args.l1
-    elif args.kind == "topk":
-        extra["k"] = args.k
+    extra = {"relu": {"l1_coefficient": args.l1}, "topk": {"k": args.k},
+             "jumprelu": {"l0_coefficient": args.l0}}[args.kind]
     sae, metrics = train_sae_on_run(args.run, args.hook, kind=args.kind,
-                                    expansion=args.expansion, steps=args.steps, lr=args.lr,
-                                    seed=args.seed, model=model, **extra)
+                                    expansion=args.expansion, steps=args.steps,
+                                    batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                                    model=model, **extra)
     out = Path(args.out or Path(args.run) / "sae" / args.hook)
     sae.save(out)
     tokens = run_token_batches(args.run, model, 4, seed=args.seed + 1)
@@ -41,9 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--kind", default="relu", choices=["relu", "topk", "jumprelu"])
     t.add_argument("--expansion", type=int, default=8, help="d_sae / d_in (8)")
     t.add_argument("--steps", type=int, default=2000)
+    t.add_argument("--batch-size", type=int, default=1024, help="activation vectors per step")
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--l1", type=float, default=1.0, help="L1 coefficient (relu)")
     t.add_argument("--k", type=int, default=16, help="active features (topk)")
+    t.add_argument("--l0", type=float, default=1e-3, help="L0 coefficient (jumprelu)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     t.add_argument("--out", default=None, help="SAE folder (default RUN/sae/HOOK)")
     t.set_defaults(func=_train)
