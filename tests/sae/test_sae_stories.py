@@ -11,8 +11,8 @@ SAE; run folder RUN)::
     gptscope sae train RUN --hook blocks.0.hook_mlp_out --kind relu --l1 0.5 --expansion 8 \
         --steps 2000
 
-measured: topk: ce_loss_recovered 0.998, L0 16, dead_fraction 0.031, explained_variance
-0.981; relu: ce_loss_recovered 0.969, L0 8.7, dead_fraction 0.0, explained_variance 0.858.
+measured: topk: ce_loss_recovered 0.998, L0 16, dead_fraction 0.042, explained_variance
+0.981; relu: ce_loss_recovered 0.971, L0 8.7, dead_fraction 0.0, explained_variance 0.860.
 Here the model is 64 wide and trained for 400 steps (~5 s), the SAEs for 300 steps (~1-2 s).
 """
 
