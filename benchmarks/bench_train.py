@@ -4,7 +4,9 @@
     python benchmarks/bench_train.py --threads 2 --steps 8 --profile
 
 One training step = forward, cross-entropy, backward, AdamW step (fp32, CPU by default).
-Steps of the two models alternate, so a machine that gets busier or quieter mid-run affects
+A third peer is a plain nanoGPT-style model written in a few lines of PyTorch (no hooks, one
+fused QKV projection, SDPA): the yardstick the issue set, showing what plain PyTorch reaches.
+Steps of the models alternate, so a machine that gets busier or quieter mid-run affects
 both alike; medians are reported. MFU = achieved FLOP/s over the measured peak of large
 fp32 matmuls, with FLOPs per token 6N + 12 L d T (PaLM, appendix B; see gptscope.train.mfu).
 """
@@ -40,8 +42,51 @@ def hf(cfg: ModelConfig) -> tuple[torch.nn.Module, object]:
     return model, make_optimizer(_Named(model), TrainConfig(lr=1e-4))
 
 
+class _PlainBlock(torch.nn.Module):
+    def __init__(self, d: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.ln1, self.ln2 = torch.nn.LayerNorm(d), torch.nn.LayerNorm(d)
+        self.qkv, self.out = torch.nn.Linear(d, 3 * d), torch.nn.Linear(d, d)
+        self.up, self.down = torch.nn.Linear(d, 4 * d), torch.nn.Linear(4 * d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = (y.view(b, t, self.heads, -1).transpose(1, 2)
+                   for y in self.qkv(self.ln1(x)).split(d, dim=-1))
+        z = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.out(z.transpose(1, 2).reshape(b, t, d))
+        return x + self.down(F.gelu(self.up(self.ln2(x)), approximate="tanh"))
+
+
+class PlainGPT(torch.nn.Module):
+    """The same architecture as ours and HF's, written as plainly as PyTorch allows."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.tok = torch.nn.Embedding(cfg.d_vocab, cfg.d_model)
+        self.pos = torch.nn.Embedding(cfg.n_ctx, cfg.d_model)
+        self.blocks = torch.nn.ModuleList(
+            _PlainBlock(cfg.d_model, cfg.n_heads) for _ in range(cfg.n_layers)
+        )
+        self.ln_f = torch.nn.LayerNorm(cfg.d_model)
+        self.head = torch.nn.Linear(cfg.d_model, cfg.d_vocab, bias=False)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.tok(tokens) + self.pos(torch.arange(tokens.shape[1]))
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.ln_f(x))
+
+
+def plain(cfg: ModelConfig) -> tuple[torch.nn.Module, object]:
+    torch.manual_seed(0)
+    model = PlainGPT(cfg)
+    return model, make_optimizer(_Named(model), TrainConfig(lr=1e-4))
+
+
 class _Named(torch.nn.Module):
-    """HF parameter names mapped to ours' convention (matrices decay, vectors do not)."""
+    """A peer's parameter names mapped to ours' convention (matrices decay, vectors do not)."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
@@ -79,7 +124,8 @@ def main() -> None:
                       n_ctx=args.ctx, d_vocab=args.vocab, dropout=0.0)
     x = torch.randint(0, args.vocab, (args.batch, args.ctx),
                       generator=torch.Generator().manual_seed(0))
-    runs = {"gptscope": (*ours(cfg), False), "transformers": (*hf(cfg), True)}
+    runs = {"gptscope": (*ours(cfg), False), "transformers": (*hf(cfg), True),
+            "plain torch": (*plain(cfg), False)}
     for _ in range(args.warmup):
         for model, opt, is_hf in runs.values():
             step(model, opt, x, is_hf)
@@ -103,7 +149,8 @@ def main() -> None:
         print(f"{name:13s} step {med * 1e3:8.1f} ms  {tps[name]:9,.0f} tokens/s  "
               f"MFU {tps[name] * fpt / peak:6.1%}   (steps: "
               + " ".join(f"{t * 1e3:.0f}" for t in ts) + " ms)")
-    print(f"ratio gptscope / transformers: {tps['gptscope'] / tps['transformers']:.2f}x")
+    print(f"ratio gptscope / transformers: {tps['gptscope'] / tps['transformers']:.2f}x; "
+          f"gptscope / plain torch: {tps['gptscope'] / tps['plain torch']:.2f}x")
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
