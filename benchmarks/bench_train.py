@@ -14,6 +14,7 @@ fp32 matmuls, with FLOPs per token 6N + 12 L d T (PaLM, appendix B; see gptscope
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 
@@ -21,25 +22,23 @@ import torch
 import torch.nn.functional as F
 
 from gptscope import ModelConfig, Transformer
-from gptscope.train import TrainConfig, flops_per_token, make_optimizer, measure_matmul_peak
+from gptscope.train import TrainConfig, flops_per_token, make_optimizer, peak_flops
 
 
-def ours(cfg: ModelConfig) -> tuple[torch.nn.Module, object]:
+def ours(cfg: ModelConfig) -> torch.nn.Module:
     torch.manual_seed(0)
     model = Transformer(cfg)
-    return model, make_optimizer(model, TrainConfig(lr=1e-4))
+    return model
 
 
-def hf(cfg: ModelConfig) -> tuple[torch.nn.Module, object]:
+def hf(cfg: ModelConfig) -> torch.nn.Module:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
     hcfg = GPT2Config(n_layer=cfg.n_layers, n_head=cfg.n_heads, n_embd=cfg.d_model,
                       n_positions=cfg.n_ctx, vocab_size=cfg.d_vocab, resid_pdrop=0.0,
                       embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=False)
-    model = GPT2LMHeadModel(hcfg)
-    # The same optimizer as ours (fused AdamW, decay on matrices), so the ratio is the model's.
-    return model, make_optimizer(_Named(model), TrainConfig(lr=1e-4))
+    return GPT2LMHeadModel(hcfg)
 
 
 class _PlainBlock(torch.nn.Module):
@@ -79,10 +78,9 @@ class PlainGPT(torch.nn.Module):
         return self.head(self.ln_f(x))
 
 
-def plain(cfg: ModelConfig) -> tuple[torch.nn.Module, object]:
+def plain(cfg: ModelConfig) -> torch.nn.Module:
     torch.manual_seed(0)
-    model = PlainGPT(cfg)
-    return model, make_optimizer(_Named(model), TrainConfig(lr=1e-4))
+    return PlainGPT(cfg)
 
 
 class _Named(torch.nn.Module):
@@ -97,12 +95,23 @@ class _Named(torch.nn.Module):
             yield (name.rsplit(".", 1)[0] + ".W_" if p.dim() >= 2 else name), p
 
 
-def step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, is_hf: bool):
-    logits = model(x).logits if is_hf else model(x)
-    loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), x[:, 1:].flatten())
+def step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, is_hf: bool,
+         bf16: bool) -> None:
+    autocast = (torch.autocast(x.device.type, dtype=torch.bfloat16) if bf16
+                else contextlib.nullcontext())
+    with autocast:
+        logits = model(x).logits if is_hf else model(x)
+        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), x[:, 1:].flatten())
     loss.backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
+    if x.device.type == "cuda":
+        torch.cuda.synchronize(x.device)  # time the work, not the launch
+
+
+# --gpt2-small: the GPU measurement of the training issue (nanoGPT's GPT-2 124M run shape;
+# the vocabulary padded to a multiple of 64 as nanoGPT does).
+GPT2_SMALL = {"layers": 12, "heads": 12, "width": 768, "ctx": 1024, "vocab": 50304, "batch": 16}
 
 
 def main() -> None:
@@ -113,34 +122,66 @@ def main() -> None:
     ap.add_argument("--ctx", type=int, default=256)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--vocab", type=int, default=65)
+    shape = ", ".join(f"{k} {v}" for k, v in GPT2_SMALL.items())
+    ap.add_argument("--gpt2-small", action="store_true", help=f"GPT-2-small shape: {shape}")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
+    ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                    help="bf16 autocast (default: on for CUDA, off elsewhere, like the trainer)")
+    ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                    help="torch.compile each model (default: on for CUDA, off elsewhere)")
+    ap.add_argument("--peers", default="transformers,plain",
+                    help="comma list of transformers, plain; empty for gptscope alone")
     ap.add_argument("--steps", type=int, default=6, help="timed steps per model")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     ap.add_argument("--profile", action="store_true", help="torch.profiler table for ours")
     args = ap.parse_args()
+    if args.gpt2_small:
+        for key, value in GPT2_SMALL.items():
+            setattr(args, key, value)
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    bf16 = cuda if args.bf16 is None else args.bf16
+    use_compile = cuda if args.compile is None else args.compile
     cfg = ModelConfig(n_layers=args.layers, n_heads=args.heads, d_model=args.width,
                       n_ctx=args.ctx, d_vocab=args.vocab, dropout=0.0)
     x = torch.randint(0, args.vocab, (args.batch, args.ctx),
-                      generator=torch.Generator().manual_seed(0))
-    runs = {"gptscope": (*ours(cfg), False), "transformers": (*hf(cfg), True),
-            "plain torch": (*plain(cfg), False)}
+                      generator=torch.Generator().manual_seed(0)).to(device)
+    makers = {"gptscope": (ours, False), "transformers": (hf, True), "plain torch": (plain, False)}
+    wanted = {"gptscope"} | {{"plain": "plain torch"}.get(p, p)
+                             for p in args.peers.split(",") if p}
+    unknown = wanted - set(makers)
+    if unknown:
+        raise SystemExit(f"unknown peer(s) {sorted(unknown)}; choose from transformers, plain")
+    runs = {}
+    for name, (make, is_hf) in makers.items():
+        if name in wanted:
+            model = make(cfg).to(device)
+            # One optimizer for all (fused AdamW, decay on matrices), so ratios are the models'.
+            opt = make_optimizer(model if name == "gptscope" else _Named(model),
+                                 TrainConfig(lr=1e-4))
+            runs[name] = (torch.compile(model) if use_compile else model, opt, is_hf)
     for _ in range(args.warmup):
         for model, opt, is_hf in runs.values():
-            step(model, opt, x, is_hf)
+            step(model, opt, x, is_hf, bf16)
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(args.steps):
         for name, (model, opt, is_hf) in runs.items():
             t0 = time.perf_counter()
-            step(model, opt, x, is_hf)
+            step(model, opt, x, is_hf, bf16)
             times[name].append(time.perf_counter() - t0)
-    peak = measure_matmul_peak("cpu", torch.float32, size=2048)
+    peak = peak_flops(device)
     fpt = flops_per_token(cfg)
     tokens = args.batch * args.ctx
     print(f"shape: {args.layers} layers, {args.heads} heads, d_model {args.width}, ctx "
-          f"{args.ctx}, batch {args.batch}, fp32, threads {torch.get_num_threads()}")
-    print(f"measured matmul peak: {peak / 1e9:.1f} GFLOP/s (best of 5, 2048^3 fp32)")
+          f"{args.ctx}, batch {args.batch}, vocab {args.vocab}; {device}, "
+          f"{'bf16 autocast' if bf16 else 'fp32'}, compile {'on' if use_compile else 'off'}, "
+          f"threads {torch.get_num_threads()}")
+    what = ("datasheet bf16 peak or measured 8192^3 bf16 matmuls" if cuda
+            else "measured peak, best of 5 2048^3 fp32 matmuls")
+    print(f"peak: {peak / 1e12:.3f} TFLOP/s ({what})")
     print(f"FLOPs per token (6N + 12LdT): {fpt / 1e6:.1f} M")
     tps = {}
     for name, ts in times.items():
@@ -149,14 +190,16 @@ def main() -> None:
         print(f"{name:13s} step {med * 1e3:8.1f} ms  {tps[name]:9,.0f} tokens/s  "
               f"MFU {tps[name] * fpt / peak:6.1%}   (steps: "
               + " ".join(f"{t * 1e3:.0f}" for t in ts) + " ms)")
-    print(f"ratio gptscope / transformers: {tps['gptscope'] / tps['transformers']:.2f}x; "
-          f"gptscope / plain torch: {tps['gptscope'] / tps['plain torch']:.2f}x")
+    ratios = [f"gptscope / {name}: {tps['gptscope'] / tps[name]:.2f}x"
+              for name in tps if name != "gptscope"]
+    if ratios:
+        print("ratio " + "; ".join(ratios))
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
         model, opt, _ = runs["gptscope"]
         with profile(activities=[ProfilerActivity.CPU]) as prof:
-            step(model, opt, x, False)
+            step(model, opt, x, False, bf16)
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
 

@@ -18,6 +18,12 @@ from gptscope.model.layers import ACTIVATIONS, Block, Embed, KVCache, LayerNorm,
 RETURN_TYPES = ("logits", "loss", "both", None)
 
 
+def _compiling() -> bool:
+    """True while torch.compile traces this code (torch >= 2.3 can tell; older: False)."""
+    check = getattr(torch.compiler, "is_compiling", None)
+    return bool(check is not None and check())
+
+
 class Transformer(HookedModule):
     """A decoder (GPT) or encoder (BERT-style) transformer with a hook on every activation.
 
@@ -158,6 +164,10 @@ class Transformer(HookedModule):
             raise ValueError(f"tokens must be [batch, pos], got shape {tuple(tokens.shape)}")
         if tokens.numel() == 0:
             raise ValueError(f"tokens are empty (shape {tuple(tokens.shape)}); pass at least one")
+        if _compiling():
+            # Reading the range back would split the compiled graph (and wait on the GPU);
+            # out-of-range ids still fail, inside the embedding lookup.
+            return tokens.to(self.device)
         lo, hi = tokens.aminmax()
         if lo.item() < 0 or hi.item() >= self.cfg.d_vocab:
             raise ValueError(
