@@ -27,8 +27,7 @@ from gptscope.train import TrainConfig, flops_per_token, make_optimizer, peak_fl
 
 def ours(cfg: ModelConfig) -> torch.nn.Module:
     torch.manual_seed(0)
-    model = Transformer(cfg)
-    return model
+    return Transformer(cfg)
 
 
 def hf(cfg: ModelConfig) -> torch.nn.Module:
@@ -72,7 +71,7 @@ class PlainGPT(torch.nn.Module):
         self.head = torch.nn.Linear(cfg.d_model, cfg.d_vocab, bias=False)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        x = self.tok(tokens) + self.pos(torch.arange(tokens.shape[1]))
+        x = self.tok(tokens) + self.pos(torch.arange(tokens.shape[1], device=tokens.device))
         for block in self.blocks:
             x = block(x)
         return self.head(self.ln_f(x))
@@ -149,12 +148,11 @@ def main() -> None:
                       n_ctx=args.ctx, d_vocab=args.vocab, dropout=0.0)
     x = torch.randint(0, args.vocab, (args.batch, args.ctx),
                       generator=torch.Generator().manual_seed(0)).to(device)
-    makers = {"gptscope": (ours, False), "transformers": (hf, True), "plain torch": (plain, False)}
-    wanted = {"gptscope"} | {{"plain": "plain torch"}.get(p, p)
-                             for p in args.peers.split(",") if p}
-    unknown = wanted - set(makers)
-    if unknown:
-        raise SystemExit(f"unknown peer(s) {sorted(unknown)}; choose from transformers, plain")
+    makers = {"gptscope": (ours, False), "transformers": (hf, True), "plain": (plain, False)}
+    wanted = {"gptscope", *filter(None, args.peers.split(","))}
+    if not wanted <= set(makers):
+        raise SystemExit(f"unknown peer(s) {sorted(wanted - set(makers))}; "
+                         "choose from transformers, plain")
     runs = {}
     for name, (make, is_hf) in makers.items():
         if name in wanted:

@@ -105,6 +105,12 @@ class TrainStepOutput(NamedTuple):
     fired: torch.Tensor | None = None
 
 
+def n_inputs(acts: torch.Tensor) -> int:
+    """How many input vectors ``acts`` ``[..., d]`` holds (its leading dims multiplied; at
+    least 1), the denominator of every per-input mean here."""
+    return max(1, acts[..., 0].numel())
+
+
 def sae_loss(
     x: torch.Tensor,
     x_hat: torch.Tensor,
@@ -145,7 +151,7 @@ def sae_loss(
     mse = (x_hat - x).pow(2).sum(dim=-1).mean()
     magnitudes = acts if acts_nonnegative else acts.abs()
     if decoder_norms is None:
-        l1 = magnitudes.sum() / max(1, magnitudes[..., 0].numel())
+        l1 = magnitudes.sum() / n_inputs(magnitudes)
     else:
         l1 = (magnitudes @ decoder_norms).mean()
     return mse + l1_coefficient * l1, mse, l1
@@ -175,7 +181,7 @@ def mean_active_count(acts: torch.Tensor) -> torch.Tensor:
     exactly where a feature is active; on CPU ``acts.sign().sum()`` is several times faster
     than ``count_nonzero`` or a bool comparison (which branch or materialise a mask).
     """
-    return acts.sign().sum() / max(1, acts[..., 0].numel())
+    return acts.sign().sum() / n_inputs(acts)
 
 
 class BaseSAE(nn.Module):

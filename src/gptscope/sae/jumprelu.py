@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from gptscope.sae.base import BaseSAE, SAEConfig, TrainStepOutput, register_sae
+from gptscope.sae.base import BaseSAE, SAEConfig, TrainStepOutput, n_inputs, register_sae
 
 
 def _above(z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
@@ -70,8 +70,7 @@ class _JumpReLUFn(torch.autograd.Function):
         ctx.save_for_backward(z, theta, fired)
         ctx.bandwidth = bandwidth
         ctx.set_materialize_grads(False)
-        n_inputs = max(1, z[..., 0].numel())
-        return z * fired, fired.sum() / n_inputs
+        return z * fired, fired.sum() / n_inputs(z)
 
     @staticmethod
     def backward(
@@ -83,7 +82,7 @@ class _JumpReLUFn(torch.autograd.Function):
         grad_theta = torch.zeros_like(theta)
         if grad_l0 is not None:
             # d L0 / d theta = -(1 / eps) * window summed over inputs, averaged.
-            grad_theta -= _sum_rows(window) * (grad_l0 / (eps * max(1, z[..., 0].numel())))
+            grad_theta -= _sum_rows(window) * (grad_l0 / (eps * n_inputs(z)))
         if grad_acts is None:
             return None, grad_theta, None  # the L0 penalty never pushes z
         # d acts / d theta = -(theta / eps) * window; d acts / d z = H(z - theta).
