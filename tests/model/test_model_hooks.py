@@ -118,6 +118,31 @@ def test_explicit_path_close_to_fast_path(model, toks):
     torch.testing.assert_close(logits, plain, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("norm", ["layer", "rms"])
+@pytest.mark.parametrize("grad", [True, False])
+def test_ln_hooks_follow_the_definition(toks, norm, grad):
+    """hook_scale = sqrt(var + eps) (mean square for RMS); hook_normalized = centred / scale;
+    a hook that replaces the scale is what the normalisation then divides by. With and
+    without autograd (the no-grad path takes a fused kernel's statistics)."""
+    model = make(normalization=norm)
+    names = ["blocks.1.hook_resid_mid", "blocks.1.ln2.hook_scale", "blocks.1.ln2.hook_normalized"]
+    with torch.set_grad_enabled(grad):
+        _, cache = model.run_with_cache(toks, names_filter=names)
+        x = cache["blocks.1.hook_resid_mid"]
+        centred = x - x.mean(-1, keepdim=True) if norm == "layer" else x
+        scale = (centred.pow(2).mean(-1, keepdim=True) + model.cfg.eps).sqrt()
+        torch.testing.assert_close(cache["blocks.1.ln2.hook_scale"], scale)
+        torch.testing.assert_close(cache["blocks.1.ln2.hook_normalized"], centred / scale)
+
+        def double(t, hook):
+            return 2 * t
+
+        with model.hooks([("blocks.1.ln2.hook_scale", double)]):
+            _, doubled = model.run_with_cache(toks, names_filter=names)
+    torch.testing.assert_close(doubled["blocks.1.ln2.hook_normalized"], centred / (2 * scale))
+    assert doubled["blocks.1.ln2.hook_scale"].dtype == x.dtype
+
+
 def test_cached_tensor_equals_what_a_hook_saw(model, toks):
     seen = {}
 

@@ -87,25 +87,31 @@ class LayerNorm(nn.Module):
             if self.kind == "layer":
                 return F.layer_norm(x, (self.d,), self.w, self.b, self.eps)
             return _rms_norm(x, self.w, self.eps)
-        if self.kind == "layer":
-            var, mean = torch.var_mean(x, dim=-1, keepdim=True, correction=0)
-        else:
-            var, mean = x.pow(2).mean(-1, keepdim=True), None
-        scale = (var + self.eps).sqrt()  # [batch, pos, 1]
+        normalized, mean, scale = self._normalize(x)
         hooked = self.hook_scale(scale)
-        if hooked is scale:
-            # Unchanged scale: the fused kernels give the same normalisation in fewer passes.
-            if self.kind == "layer":
-                normalized = F.layer_norm(x, (self.d,), None, None, self.eps)
-            else:
-                normalized = _rms_norm(x, None, self.eps)
-        else:  # a hook replaced the scale (e.g. froze it): normalise with the new one
+        if hooked is not scale:
+            # A hook replaced the scale (e.g. froze it): normalise with the new one.
             normalized = (x - mean if mean is not None else x) / hooked
         # As in TransformerLens, hook_normalized sees the output before w and b.
         normalized = self.hook_normalized(normalized)
         if self.b is None:
             return normalized * self.w
         return torch.addcmul(self.b, normalized, self.w)
+
+    def _normalize(self, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
+        """(normalized [batch, pos, d_model], mean or None, scale [batch, pos, 1]) before w, b."""
+        if self.kind == "layer" and not (torch.is_grad_enabled() and x.requires_grad):
+            # One fused pass gives all three; its mean and rstd carry no gradient, hence
+            # only here (torch.var_mean is also about ten times slower on CPU).
+            normalized, mean, rstd = torch.native_layer_norm(x, (self.d,), None, None, self.eps)
+            return normalized, mean.to(x.dtype), rstd.reciprocal().to(x.dtype)
+        if self.kind == "layer":
+            var, mean = torch.var_mean(x, dim=-1, keepdim=True, correction=0)
+            normalized = F.layer_norm(x, (self.d,), None, None, self.eps)
+        else:
+            var, mean = x.pow(2).mean(-1, keepdim=True), None
+            normalized = _rms_norm(x, None, self.eps)
+        return normalized, mean, (var + self.eps).sqrt()
 
 
 class Attention(nn.Module):
