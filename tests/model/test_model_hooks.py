@@ -143,6 +143,29 @@ def test_ln_hooks_follow_the_definition(toks, norm, grad):
     assert doubled["blocks.1.ln2.hook_scale"].dtype == x.dtype
 
 
+@pytest.mark.parametrize("mode", ["grad", "no_grad", "inference"])
+def test_ln_scale_edited_in_place_is_used(toks, mode):
+    """A hook may edit the scale in place and return None, as with every hook point."""
+    model = make()
+    name = "blocks.0.ln1.hook_scale"
+
+    def unit_scale(t, hook):
+        t.fill_(1.0)
+
+    ctx = {"grad": torch.enable_grad, "no_grad": torch.no_grad,
+           "inference": torch.inference_mode}[mode]
+    with ctx():
+        _, cache = model.run_with_cache(toks, names_filter=["blocks.0.hook_resid_pre",
+                                                            "blocks.0.ln1.hook_normalized"])
+        with model.hooks([(name, unit_scale)]):
+            _, edited = model.run_with_cache(toks, names_filter=["blocks.0.ln1.hook_normalized"])
+    x = cache["blocks.0.hook_resid_pre"]
+    torch.testing.assert_close(edited["blocks.0.ln1.hook_normalized"],
+                               x - x.mean(-1, keepdim=True))
+    assert not torch.allclose(cache["blocks.0.ln1.hook_normalized"],
+                              edited["blocks.0.ln1.hook_normalized"])
+
+
 def test_cached_tensor_equals_what_a_hook_saw(model, toks):
     seen = {}
 

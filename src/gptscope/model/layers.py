@@ -88,10 +88,13 @@ class LayerNorm(nn.Module):
                 return F.layer_norm(x, (self.d,), self.w, self.b, self.eps)
             return _rms_norm(x, self.w, self.eps)
         normalized, mean, scale = self._normalize(x)
-        hooked = self.hook_scale(scale)
-        if hooked is not scale:
-            # A hook replaced the scale (e.g. froze it): normalise with the new one.
-            normalized = (x - mean if mean is not None else x) / hooked
+        if self.hook_scale.active:
+            # Inference tensors keep no version counter: there, assume an edit.
+            version = None if scale.is_inference() else scale._version
+            hooked = self.hook_scale(scale)
+            if hooked is not scale or version is None or scale._version != version:
+                # A hook replaced or edited the scale (e.g. froze it): normalise with it.
+                normalized = (x - mean if mean is not None else x) / hooked
         # As in TransformerLens, hook_normalized sees the output before w and b.
         normalized = self.hook_normalized(normalized)
         if self.b is None:
