@@ -273,6 +273,28 @@ def test_bwd_cache_matches_autograd(model, toks):
     assert _no_hooks_left(model)
 
 
+@pytest.mark.parametrize("name", ["blocks.1.ln2.hook_scale", "blocks.0.ln1.hook_scale",
+                                  "blocks.0.ln1.hook_normalized", "blocks.0.attn.hook_k"])
+def test_bwd_cache_has_every_gradient_and_each_is_whole(model, toks, name):
+    """Every cached activation has its gradient (the LN scale too, as in TransformerLens), and
+    it equals autograd's gradient with respect to a leaf put in the activation's place (for
+    ln1, the sum over its uses by q, k and v)."""
+    _, gcache = model.run_with_cache(toks, incl_bwd=True, return_type="loss")
+    forward = [k for k in gcache if not k.endswith("_grad")]
+    assert [k for k in forward if k + "_grad" not in gcache] == []
+
+    leaf = {}
+
+    def as_leaf(t, hook):
+        leaf["t"] = t.detach().clone().requires_grad_(True)
+        return leaf["t"]
+
+    loss = model.run_with_hooks(toks, return_type="loss", fwd_hooks=[(name, as_leaf)])
+    (ref,) = torch.autograd.grad(loss, leaf["t"])
+    torch.testing.assert_close(gcache[name + "_grad"], ref, atol=1e-7, rtol=1e-5)
+    model.zero_grad(set_to_none=True)
+
+
 def test_bwd_hooks_see_and_can_change_the_gradient(model, toks):
     seen = {}
 
