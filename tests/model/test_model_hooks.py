@@ -166,6 +166,42 @@ def test_ln_scale_edited_in_place_is_used(toks, mode):
                               edited["blocks.0.ln1.hook_normalized"])
 
 
+@pytest.mark.parametrize("kw", [
+    {},
+    {"normalization": "rms", "positional": "rotary", "act_fn": "relu"},
+    {"causal": False, "norm_position": "post", "embed_norm": True},
+], ids=["gpt2", "rotary_rms_relu", "bert"])
+@pytest.mark.parametrize("mode", ["grad", "no_grad", "inference"])
+def test_editing_in_place_equals_returning_the_edit(toks, kw, mode):
+    """At every hook point, a hook that edits its tensor in place and returns None has the
+    same effect as one that returns the edited tensor: on the logits and, under autograd,
+    on the gradients."""
+    model = make(**kw)
+    names = [n for n in model.hook_dict if not n.endswith("hook_result")] + \
+        ["blocks.0.attn.hook_result"]
+
+    def returned(t, hook):
+        return t * 0.5 + 0.1
+
+    def in_place(t, hook):
+        t.mul_(0.5).add_(0.1)
+
+    ctx = {"grad": torch.enable_grad, "no_grad": torch.no_grad,
+           "inference": torch.inference_mode}[mode]
+    with ctx():
+        plain = model(toks)
+        for name in names:
+            a = model.run_with_hooks(toks, fwd_hooks=[(name, returned)])
+            b = model.run_with_hooks(toks, fwd_hooks=[(name, in_place)])
+            torch.testing.assert_close(b, a, msg=lambda m, n=name: f"{n}: {m}")
+            assert not torch.allclose(a, plain), name
+            if mode == "grad":
+                (ga,), (gb,) = (torch.autograd.grad(out.square().mean(), model.W_E)
+                                for out in (a, b))
+                torch.testing.assert_close(gb, ga, msg=lambda m, n=name: f"{n} grad: {m}")
+        torch.testing.assert_close(model(toks), plain)  # no edit leaked into the weights
+
+
 def test_cached_tensor_equals_what_a_hook_saw(model, toks):
     seen = {}
 

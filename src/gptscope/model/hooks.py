@@ -35,8 +35,11 @@ class HookPoint(nn.Module):
     first; its own hook points become addressable under this point's name.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, saved_for_backward: bool = False) -> None:
+        """saved_for_backward: the op that makes this activation keeps it for its own
+        backward (softmax, SDPA, relu), so hooks that may edit it in place get a copy."""
         super().__init__()
+        self.saved_for_backward = saved_for_backward
         self.name: str = ""
         self.fwd_fns: list[HookFn] = []
         self.bwd_fns: list[HookFn] = []
@@ -54,6 +57,9 @@ class HookPoint(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.splice is not None:
             x = self.splice(x)
+        if self.saved_for_backward and x.requires_grad and any(
+                not getattr(fn, "reads_only", False) for fn in self.fwd_fns):
+            x = x.clone()  # an in-place edit would otherwise break the producer's backward
         for fn in self.fwd_fns:
             out = fn(x, self)
             if out is not None:
@@ -223,6 +229,8 @@ class HookedModule(nn.Module):
         def save(tensor: Tensor, hook: HookPoint) -> None:
             t = tensor.detach()
             store[hook.name] = t.to(device) if device is not None else t
+
+        save.reads_only = True  # type: ignore[attr-defined]  # no copy needed to guard it
 
         def save_grad(grad: Tensor, hook: HookPoint) -> None:
             t = grad.detach()

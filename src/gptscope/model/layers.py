@@ -105,11 +105,14 @@ class LayerNorm(nn.Module):
             # hence only without autograd (torch.var_mean is also ~10x slower on CPU).
             fused, mean, rstd = torch.native_layer_norm(x, (self.d,), None, None, self.eps)
             mean, scale = mean.to(x.dtype), rstd.reciprocal().to(x.dtype)
-        elif self.kind == "layer":
-            var, mean = torch.var_mean(x, dim=-1, keepdim=True, correction=0)
-            scale = (var + self.eps).sqrt()
         else:
-            mean, scale = None, (x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt()
+            if self.kind == "layer":
+                var, mean = torch.var_mean(x, dim=-1, keepdim=True, correction=0)
+            else:
+                var, mean = x.pow(2).mean(-1, keepdim=True), None
+            # ** 0.5 rather than sqrt: its backward keeps the input, not the output, so a
+            # hook may edit the scale in place under autograd.
+            scale = (var + self.eps) ** 0.5
         # Inference tensors keep no version counter: there, assume an in-place edit.
         version = None if scale.is_inference() else scale._version
         hooked = self.hook_scale(scale)  # [batch, pos, 1]
@@ -148,7 +151,8 @@ class Attention(nn.Module):
             self.b_Q = self.b_K = self.b_V = self.b_O = None
         self.scale = 1.0 / math.sqrt(dh)
         for name in ("q", "k", "v", "z", "attn_scores", "pattern", "result"):
-            setattr(self, f"hook_{name}", HookPoint())
+            # SDPA keeps its output (z) and softmax its output (pattern) for backward.
+            setattr(self, f"hook_{name}", HookPoint(saved_for_backward=name in ("z", "pattern")))
         if cfg.positional == "rotary":
             self.hook_rot_q = HookPoint()
             self.hook_rot_k = HookPoint()
@@ -180,8 +184,9 @@ class Attention(nn.Module):
         H, dh = self.cfg.n_heads, self.cfg.d_head
         w, bias = self._fused_qkv()
         qkv = F.linear(x, w.t(), bias)
-        q, k, v = qkv.view(*x.shape[:-1], 3, H, dh).unbind(-3)
-        return q, k, v
+        qkv = qkv.view(*x.shape[:-1], 3, H, dh)
+        # select, not unbind: autograd lets hooks edit a select view in place.
+        return qkv.select(-3, 0), qkv.select(-3, 1), qkv.select(-3, 2)
 
     def forward(
         self,
@@ -248,7 +253,7 @@ class MLP(nn.Module):
             self.b_in = self.b_out = None
         self.act = ACTIVATIONS[cfg.act_fn]
         self.hook_pre = HookPoint()
-        self.hook_post = HookPoint()
+        self.hook_post = HookPoint(saved_for_backward=cfg.act_fn == "relu")  # relu keeps it
 
     def forward(self, x: Tensor) -> Tensor:
         pre = self.hook_pre(F.linear(x, self.W_in.t(), self.b_in))

@@ -195,10 +195,12 @@ class Transformer(HookedModule):
         """Token (+ position, + segment) embeddings: [batch, pos] -> [batch, pos, d_model]."""
         x = self.hook_embed(self.embed(tokens))
         if hasattr(self, "pos_embed"):
-            pos = self.pos_embed(positions)
-            if pos.dim() == 2:
-                pos = pos.expand(tokens.shape[0], -1, -1)
-            x = x + self.hook_pos_embed(pos)
+            pos = self.pos_embed(positions)  # [pos, d_model] or [batch, pos, d_model]
+            if self.hook_pos_embed.active:
+                # Hooks see [batch, pos, d_model], as in TransformerLens, and their own copy:
+                # a broadcast view could not be edited in place.
+                pos = self.hook_pos_embed(pos.expand(tokens.shape[0], -1, -1).contiguous())
+            x = x + pos
         if self.cfg.n_token_types:
             if token_type_ids is None:
                 token_type_ids = torch.zeros_like(tokens)
