@@ -31,8 +31,10 @@ class HookPoint(nn.Module):
     """An identity layer with a name; forward and backward functions can be attached.
 
     ``fn(tensor, hook)`` may return a new tensor (replacing the activation) or None (keeping
-    it, possibly edited in place). A spliced module (``splice``) transforms the activation
-    first; its own hook points become addressable under this point's name.
+    it, possibly edited in place). A function with ``fn.reads_only = True`` promises not to
+    edit, which spares the copy described in ``__init__``. A spliced module (``splice``)
+    transforms the activation first; its own hook points become addressable under this
+    point's name.
     """
 
     def __init__(self, saved_for_backward: bool = False) -> None:
