@@ -138,12 +138,13 @@ def matrix_vector_pass(model: gs.Transformer):
     import torch.nn.functional as F
 
     mats = []
-    for block in model.blocks:
-        a = block.attn
-        qkv = torch.cat([a.W_Q, a.W_K, a.W_V]).permute(1, 0, 2).reshape(a.W_Q.shape[1], -1)
-        mats += [qkv.detach().t(), a.W_O.detach().reshape(-1, a.W_O.shape[-1]).t(),
-                 block.mlp.W_in.detach().t(), block.mlp.W_out.detach().t()]
-    mats.append(model.W_E.detach())
+    with torch.no_grad():
+        for block in model.blocks:
+            a = block.attn
+            qkv, _ = a._fused_qkv()  # the [d_model, 3 * head * d_head] matrix forward uses
+            mats += [qkv.t(), a.W_O.reshape(-1, a.W_O.shape[-1]).t(),
+                     block.mlp.W_in.t(), block.mlp.W_out.t()]
+        mats.append(model.W_E)
     vecs = {w.shape[1]: torch.randn(1, 1, w.shape[1]) for w in mats}
 
     def run() -> None:

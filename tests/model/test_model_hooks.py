@@ -12,6 +12,8 @@ import gptscope as gs
 from gptscope.model.hooks import HookPoint
 
 BASE = dict(n_layers=2, d_model=32, n_heads=4, d_vocab=41, n_ctx=16, seed=0)
+AUTOGRAD_MODES = {"grad": torch.enable_grad, "no_grad": torch.no_grad,
+                  "inference": torch.inference_mode}
 
 
 def make(**kw) -> gs.Transformer:
@@ -152,9 +154,7 @@ def test_ln_scale_edited_in_place_is_used(toks, mode):
     def unit_scale(t, hook):
         t.fill_(1.0)
 
-    ctx = {"grad": torch.enable_grad, "no_grad": torch.no_grad,
-           "inference": torch.inference_mode}[mode]
-    with ctx():
+    with AUTOGRAD_MODES[mode]():
         _, cache = model.run_with_cache(toks, names_filter=["blocks.0.hook_resid_pre",
                                                             "blocks.0.ln1.hook_normalized"])
         with model.hooks([(name, unit_scale)]):
@@ -186,9 +186,7 @@ def test_editing_in_place_equals_returning_the_edit(toks, kw, mode):
     def in_place(t, hook):
         t.mul_(0.5).add_(0.1)
 
-    ctx = {"grad": torch.enable_grad, "no_grad": torch.no_grad,
-           "inference": torch.inference_mode}[mode]
-    with ctx():
+    with AUTOGRAD_MODES[mode]():
         plain = model(toks)
         for name in names:
             a = model.run_with_hooks(toks, fwd_hooks=[(name, returned)])
