@@ -18,8 +18,12 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/gptscope demo
 
+# The trained-behaviour tests run a second time on torch's plain (non-vectorised) CPU
+# kernels, as on a machine without AVX: their bounds must hold on any CPU.
 test: $(STAMP) browser
 	$(BIN)/python -m pytest
+	@echo "trained-behaviour tests again under ATEN_CPU_CAPABILITY=default (any-CPU kernels):"
+	ATEN_CPU_CAPABILITY=default $(BIN)/python -m pytest -m learned
 
 # Browser tests render reports in Debian's headless Chromium; as root we install it,
 # otherwise those tests skip (they fail in CI, where CI=true, if it is missing).
@@ -31,7 +35,7 @@ browser:
 	  else echo "note: chromium not found; browser tests will skip (apt-get install chromium)"; fi; }
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_model.py

@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-# Shared helpers (tests/helpers.py) import as `helpers` from any test folder.
+# Shared helpers (tests/helpers.py, tests/bounds.py) import by name from any test folder.
 sys.path.insert(0, str(Path(__file__).parent))
 
-torch.set_num_threads(int(os.environ.get("GPTSCOPE_TEST_THREADS", "1")))
+from bounds import THREADS  # noqa: E402 (needs the path above)
+
+torch.set_num_threads(THREADS)
 
 
 @pytest.fixture

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
 from gptscope import ModelConfig
+from gptscope.config import MAX_N_CTX, OPTIONAL_IN_FILES
 
 
 def test_defaults_derive_d_head_and_d_mlp():
@@ -89,3 +91,48 @@ def test_unknown_field_in_from_dict():
 def test_other_invalid_values(kw):
     with pytest.raises(ValueError):
         ModelConfig(**kw)
+
+
+def test_saved_json_must_state_every_computation_field(tmp_path):
+    data = ModelConfig(act_fn="relu").to_dict()
+    del data["act_fn"], data["eps"]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"config\.json lacks the fields \['act_fn', 'eps'\]"):
+        ModelConfig.from_json(path)
+    with pytest.raises(ValueError, match=r"lacks the fields \['act_fn', 'eps'\]"):
+        ModelConfig.from_json(json.dumps(data))
+    # from_dict builds configs in code: fields left out keep their defaults.
+    assert ModelConfig.from_dict(data).act_fn == "gelu_new"
+
+
+def test_saved_json_may_omit_only_init_and_provenance_fields():
+    assert OPTIONAL_IN_FILES == {"extra", "seed", "init_range"}
+    data = ModelConfig(seed=3).to_dict()
+    for name in OPTIONAL_IN_FILES:
+        del data[name]
+    assert ModelConfig.from_json(json.dumps(data)) == ModelConfig()
+
+
+def test_to_json_writes_every_field():
+    names = {f.name for f in dataclasses.fields(ModelConfig)}
+    assert set(json.loads(ModelConfig().to_json())) == names
+
+
+@pytest.mark.parametrize("kw", [{"causal": "no"}, {"attn_only": "false"}, {"causal": 1},
+                                {"d_head": "8"}, {"dropout": "0.1"}, {"n_ctx": 1e8},
+                                {"d_model": 64.0}, {"eps": -1}, {"rotary_base": 0},
+                                {"n_ctx": MAX_N_CTX + 1}, {"seed": True}])
+def test_values_are_checked_as_json_data(kw):
+    (name, value), = kw.items()
+    with pytest.raises(ValueError, match=rf"ModelConfig\.{name}\b") as info:
+        ModelConfig(**kw)
+    assert repr(value) in str(info.value)
+
+
+def test_ints_are_accepted_for_float_fields():
+    cfg = ModelConfig(eps=1, rotary_base=500, positional="rotary", dropout=0)
+    assert (cfg.eps, cfg.rotary_base, cfg.dropout) == (1, 500, 0)
+    assert ModelConfig(n_ctx=MAX_N_CTX).n_ctx == MAX_N_CTX
+
+

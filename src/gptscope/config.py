@@ -1,4 +1,9 @@
-"""ModelConfig: every shape and choice of a gptscope Transformer, validated, JSON round-trip."""
+"""ModelConfig: every shape and choice of a gptscope Transformer, validated, JSON round-trip.
+
+Configs arrive as hand-edited JSON, so every field is checked as data (``"no"`` is not a
+bool, ``1e8`` is not an int) by the validator all gptscope configs share,
+`gptscope.utils.fields`.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +13,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gptscope.utils.fields import checked, known_fields, validate_fields
+from gptscope.utils.files import read_text
+
 ACT_FNS = ("relu", "gelu", "gelu_new", "silu")
 NORMALIZATIONS = ("layer", "rms", None)
 POSITIONALS = ("learned", "sinusoidal", "rotary", None)
 NORM_POSITIONS = ("pre", "post")
-
-
-def _choice(name: str, value: Any, allowed: tuple) -> None:
-    if value not in allowed:
-        shown = ", ".join(repr(a) for a in allowed)
-        raise ValueError(f"unknown {name} {value!r}; choose one of {shown}")
-
+# Far beyond any context gptscope can attend over (2**20 positions is 2**40 attention scores
+# per head and layer), yet small enough that a typo such as n_ctx=1e8 fails here instead of
+# allocating a [n_ctx, d_model] learned W_pos of tens of GB.
+MAX_N_CTX = 2**20
+# Fields a saved config.json may omit: the rest change what a loaded model computes, and a
+# default filled in for a missing one (act_fn="gelu_new" for a relu model) would silently
+# change its outputs. seed and init_range only shape a fresh initialisation; extra is notes.
+OPTIONAL_IN_FILES = frozenset({"extra", "seed", "init_range"})
 
 @dataclass
 class ModelConfig:
@@ -29,30 +38,31 @@ class ModelConfig:
     rotary or sinusoidal positions.
     """
 
-    n_layers: int = 2
-    d_model: int = 128
-    n_heads: int = 4
-    d_vocab: int = 256
-    n_ctx: int = 128
-    d_head: int | None = None  # default d_model // n_heads
-    d_mlp: int | None = None  # default 4 * d_model
-    act_fn: str = "gelu_new"
-    normalization: str | None = "layer"
-    positional: str | None = "learned"
+    n_layers: int = checked(2, ge=0)
+    d_model: int = checked(128, ge=1)
+    n_heads: int = checked(4, ge=1)
+    d_vocab: int = checked(256, ge=1)
+    n_ctx: int = checked(128, ge=1, le=MAX_N_CTX, hint="n_ctx is the longest sequence the model "
+                         f"reads; gptscope caps it at 2**20 = {MAX_N_CTX:,} positions")
+    d_head: int | None = checked(None, ge=1)  # default d_model // n_heads
+    d_mlp: int | None = checked(None, ge=1)  # default 4 * d_model
+    act_fn: str = checked("gelu_new", choices=ACT_FNS)
+    normalization: str | None = checked("layer", choices=NORMALIZATIONS)
+    positional: str | None = checked("learned", choices=POSITIONALS)
     attn_only: bool = False
     causal: bool = True
     tie_embeddings: bool = False
-    dropout: float = 0.0
-    init_range: float = 0.02
+    dropout: float = checked(0.0, ge=0, lt=1)
+    init_range: float = checked(0.02, gt=0)
     seed: int | None = None
     # Less common switches, needed to express real models exactly.
-    norm_position: str = "pre"  # "post" = BERT's LayerNorm after each residual add
+    norm_position: str = checked("pre", choices=NORM_POSITIONS)  # "post": BERT's LN after adds
     embed_norm: bool = False  # LayerNorm on the embeddings (BERT)
     final_norm: bool = True  # ln_final before the unembedding (pre-LN models)
-    n_token_types: int = 0  # BERT's segment embeddings
-    eps: float = 1e-5
-    rotary_dim: int | None = None  # default d_head
-    rotary_base: float = 10000.0
+    n_token_types: int = checked(0, ge=0)  # BERT's segment embeddings
+    eps: float = checked(1e-5, gt=0)
+    rotary_dim: int | None = checked(None, ge=1)  # default d_head
+    rotary_base: float = checked(10000.0, gt=0)
     attn_bias: bool = True
     mlp_bias: bool = True
     unembed_bias: bool = False
@@ -60,15 +70,7 @@ class ModelConfig:
     extra: dict = field(default_factory=dict)  # free-form provenance, e.g. the source architecture
 
     def __post_init__(self) -> None:
-        for name in ("n_layers", "d_model", "n_heads", "d_vocab", "n_ctx"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ValueError(f"{name} must be an int, got {value!r}")
-        if self.n_layers < 0:
-            raise ValueError(f"n_layers must be >= 0, got {self.n_layers}")
-        for name in ("d_model", "n_heads", "d_vocab", "n_ctx"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        validate_fields(self)
         if self.d_head is None:
             if self.d_model % self.n_heads:
                 raise ValueError(
@@ -77,29 +79,19 @@ class ModelConfig:
                     "or set d_head explicitly"
                 )
             self.d_head = self.d_model // self.n_heads
-        if self.d_head < 1:
-            raise ValueError(f"d_head must be >= 1, got {self.d_head}")
         if self.d_mlp is None:
             self.d_mlp = 4 * self.d_model
-        if self.d_mlp < 1:
-            raise ValueError(f"d_mlp must be >= 1, got {self.d_mlp}")
-        _choice("act_fn", self.act_fn, ACT_FNS)
-        _choice("normalization", self.normalization, NORMALIZATIONS)
-        _choice("positional", self.positional, POSITIONALS)
-        _choice("norm_position", self.norm_position, NORM_POSITIONS)
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.init_range <= 0:
-            raise ValueError(f"init_range must be > 0, got {self.init_range}")
         if self.positional == "rotary":
             if self.rotary_dim is None:
                 self.rotary_dim = self.d_head
             if self.rotary_dim % 2 or not 0 < self.rotary_dim <= self.d_head:
                 raise ValueError(
-                    f"rotary_dim={self.rotary_dim} must be even and in (0, d_head={self.d_head}]"
+                    f"ModelConfig.rotary_dim={self.rotary_dim} must be even and in "
+                    f"(0, d_head={self.d_head}]; use an even value up to d_head"
                 )
         if self.norm_position == "post" and self.normalization is None:
-            raise ValueError("norm_position='post' needs a normalization ('layer' or 'rms')")
+            raise ValueError("ModelConfig.norm_position='post' needs a normalization "
+                             "('layer' or 'rms'); set one or use norm_position='pre'")
 
     @property
     def n_params(self) -> int:
@@ -113,28 +105,55 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
+        """A config from a dict of fields; fields left out take their defaults."""
+        return cls(**known_fields(cls, data))
+
+    @classmethod
+    def from_saved(cls, data: Any, source: str | Path) -> ModelConfig:
+        """A config read back from a saved file; ``source`` names the file in errors.
+
+        Unlike ``from_dict``, every field but ``OPTIONAL_IN_FILES`` must be present:
+        ``to_json`` writes them all, and a default filled in for a missing one would
+        silently change what the loaded model computes.
+        """
+        try:
+            known_fields(cls, data)
+        except ValueError as e:
+            raise ValueError(f"{source}: {e}") from None
+        missing = [f.name for f in dataclasses.fields(cls)
+                   if f.name not in data and f.name not in OPTIONAL_IN_FILES]
+        if missing:
             raise ValueError(
-                f"unknown ModelConfig fields {unknown}; known fields are {sorted(known)}"
+                f"{source} lacks the fields {missing}. A saved model config must state every "
+                "field that changes the computation: a default filled in (e.g. "
+                "act_fn='gelu_new' for a relu model) would silently change its outputs. Add "
+                "them, or re-save the model with gs.save"
             )
-        return cls(**data)
+        try:
+            return cls.from_dict(data)
+        except ValueError as e:
+            raise ValueError(f"{source}: {e}") from None
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text_or_path: str | Path) -> ModelConfig:
-        path = Path(text_or_path)
+        """Parse JSON text or a ``config.json`` file, as written by ``to_json``.
+
+        Both are saved configs, so every field but ``OPTIONAL_IN_FILES`` is required.
+        """
         text = str(text_or_path)
-        if not text.lstrip().startswith("{"):
-            text = path.read_text()
+        if text.lstrip().startswith("{"):
+            source = "the model config text"
+        else:
+            source = str(text_or_path)
+            text = read_text(text_or_path, "a config file is JSON text; re-save it with gs.save")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"model config is not valid JSON ({e}); re-save it") from e
-        return cls.from_dict(data)
+            raise ValueError(f"{source} is not valid JSON ({e}); re-save it with gs.save") from e
+        return cls.from_saved(data, source)
 
     def replace(self, **changes: Any) -> ModelConfig:
         """A copy with some fields changed (derived fields recomputed unless given)."""

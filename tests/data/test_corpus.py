@@ -169,3 +169,13 @@ def test_rewrite_replaces_data_and_sidecar(tmp_path, tok) -> None:
     f = TokenFile.from_text(TEXT[:50], tok, path)
     assert len(f) == 50 and len(TokenFile.open(path)) == 50
     assert json.loads(sidecar_path(path).read_text())["length"] == 50
+
+
+def test_binary_source_names_the_file_and_offset(tmp_path) -> None:
+    src = tmp_path / "data.bin"
+    # Past the first 1 MB chunk, so the offset must be the file's, not the decoder chunk's.
+    src.write_bytes(b"ab\n" * 400_000 + b"a\xffb")
+    with pytest.raises(ValueError, match=r"data\.bin is not UTF-8 text \(byte 0xff at offset "
+                                         r"1200001\); token files are built from UTF-8 text"):
+        TokenFile.write(tmp_path / "t.bin", CharStub("ab\n"), source=src)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.bin"]  # nothing half-written

@@ -10,6 +10,7 @@ import time
 
 import pytest
 import torch
+from bounds import seed
 
 import gptscope as gs
 
@@ -65,7 +66,7 @@ def train_induction_model(steps: int = 800, seed: int = 0) -> gs.Transformer:
 @pytest.fixture(scope="session")
 def induction_model() -> gs.Transformer:
     start = time.perf_counter()
-    model = train_induction_model()
+    model = train_induction_model(seed=seed(0))
     model.train_seconds = time.perf_counter() - start
     return model
 
@@ -73,7 +74,7 @@ def induction_model() -> gs.Transformer:
 @pytest.fixture(scope="session")
 def rep_tokens() -> torch.Tensor:
     """[8, 40] held-out repeated sequences."""
-    return repeated_batch(8, torch.Generator().manual_seed(1234))
+    return repeated_batch(8, torch.Generator().manual_seed(seed(1234)))
 
 
 def small_model(attn_only: bool = False, normalization: str | None = "layer",

@@ -7,10 +7,11 @@ import math
 
 import pytest
 import torch
+from bounds import check, seed
 
 import gptscope.interp as gi
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.learned
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def task(induction_model, rep_tokens):
     model, clean = induction_model, rep_tokens
     corrupted = clean.clone()
     corrupted[:, :20] = torch.randint(0, 64, (len(clean), 20),
-                                      generator=torch.Generator().manual_seed(99))
+                                      generator=torch.Generator().manual_seed(seed(99)))
 
     def logprob(logits):
         return logits[:, 19:-1].log_softmax(-1).gather(-1, clean[:, 20:, None]).mean()
@@ -43,16 +44,19 @@ def _second_half_loss(model, tokens, fwd_hooks=()):
 
 def test_model_learned_induction(induction_model, rep_tokens):
     per = induction_model(rep_tokens, return_type="loss", loss_per_token=True)
-    assert per[:, :19].mean() > 0.9 * math.log(64)  # the first half is unpredictable
-    assert per[:, 20:].mean() < 1.0  # the repeat is predicted
+    # The first half is unpredictable (chance is ln 64 = 4.16); the repeat is predicted.
+    check("induction.first_half_loss", per[:, :19].mean(), ">", 0.9 * math.log(64))
+    check("induction.second_half_loss", per[:, 20:].mean(), "<", 1.0)
     print(f"training took {induction_model.train_seconds:.1f}s")
 
 
 def test_head_detectors_find_the_circuit(induction_model):
     induction = gi.head_scores(induction_model, "induction")
     previous = gi.head_scores(induction_model, "previous_token")
-    assert induction[1].max() > 0.4 and induction[0].max() < 0.2
-    assert previous[0].max() > 0.4 and previous[1].max() < 0.2
+    check("induction.best_layer1_induction_score", induction[1].max(), ">", 0.4)
+    check("induction.best_layer0_induction_score", induction[0].max(), "<", 0.2)
+    check("induction.best_layer0_previous_score", previous[0].max(), ">", 0.4)
+    check("induction.best_layer1_previous_score", previous[1].max(), "<", 0.2)
 
 
 def test_detect_head_agrees_on_the_trained_model(induction_model, to_tl, rep_tokens):
@@ -89,9 +93,10 @@ def test_ablating_induction_heads_breaks_the_repeat(induction_model, rep_tokens)
           f"induction heads {all_induction:.3f}; weakest head {other:.3f}")
     # Training grows several redundant induction heads: one alone raises the loss by a
     # good share, all of them together send it back to chance.
-    assert one > 1.3 * base and one - base > 0.15
-    assert all_induction > 0.75 * math.log(64)
-    assert other < one
+    check("induction.top_head_ablation_ratio", one / base, ">", 1.3)
+    check("induction.top_head_ablation_rise", one - base, ">", 0.15)
+    check("induction.all_heads_ablated_loss", all_induction, ">", 0.75 * math.log(64))
+    check("induction.top_minus_weakest_ablation", one - other, ">", 0.0)
 
 
 def test_logit_lens_sees_the_answer_only_after_layer_1(induction_model, rep_tokens):
@@ -100,10 +105,14 @@ def test_logit_lens_sees_the_answer_only_after_layer_1(induction_model, rep_toke
     torch.testing.assert_close(lens.top_probs[-1], probs.topk(5, dim=-1).values, atol=1e-5,
                                rtol=1e-4)
     second = lens.target_probs[:, :, 20:-1].mean((1, 2))  # [layer]
-    assert second[-1] > 0.5 and second[1] < 0.1 and lens.labels == ["0_pre", "1_pre",
-                                                                    "final_post"]
+    assert lens.labels == ["0_pre", "1_pre", "final_post"]
+    check("induction.lens_final_target_prob", second[-1], ">", 0.5)
+    check("induction.lens_after_layer0_target_prob", second[1], "<", 0.1)
     first = lens.first_layer_above(0.5)[:, 20:-1]
-    assert ((first == 2) | (first == -1)).all() and (first == 2).float().mean() > 0.5
+    check("induction.lens_share_first_above_half_before_final",
+          ((first >= 0) & (first < 2)).float().mean(), "<=", 0.0)
+    check("induction.lens_share_first_above_half_at_final", (first == 2).float().mean(),
+          ">", 0.5)
 
 
 def test_dla_credits_the_induction_heads(induction_model, rep_tokens):
@@ -117,7 +126,7 @@ def test_dla_credits_the_induction_heads(induction_model, rep_tokens):
     assert abs(result.total() - result.logit_diff) < 1e-4 and abs(result.rest) < 1e-4
     induction = gi.head_scores(model, "induction")
     top_dla = result.heads.flatten().argmax()
-    assert induction.flatten()[top_dla] > 0.4
+    check("induction.induction_score_of_top_dla_head", induction.flatten()[top_dla], ">", 0.4)
 
 
 def test_attribution_patching_tracks_activation_patching(task):
@@ -126,11 +135,11 @@ def test_attribution_patching_tracks_activation_patching(task):
         act = gi.activation_patching(model, clean, corrupted, metric, kind=kind)
         attr = gi.attribution_patching(model, clean, corrupted, metric, kind=kind)
         r = torch.corrcoef(torch.stack([act.flatten(), attr.flatten()]))[0, 1].item()
-        print(f"{kind}: pearson r = {r:.3f}")
-        assert r > threshold
+        check(f"induction.attribution_vs_activation_pearson_{kind}", r, ">", threshold)
     heads = gi.activation_patching(model, clean, corrupted, metric, kind="z")
     induction = gi.head_scores(model, "induction")
-    assert induction.flatten()[heads.flatten().argmax()] > 0.4
+    check("induction.induction_score_of_top_patched_head",
+          induction.flatten()[heads.flatten().argmax()], ">", 0.4)
 
 
 def test_path_patching_finds_the_k_composition(task):
@@ -145,11 +154,12 @@ def test_path_patching_finds_the_k_composition(task):
     layer0 = [(0, h) for h in range(4)]
     k = gi.path_patch(model, clean, corrupted, metric, layer0, receivers, "k")
     q = gi.path_patch(model, clean, corrupted, metric, layer0, receivers, "q")
-    print(f"path layer 0 -> induction heads: k {k:+.3f}, q {q:+.3f}")
-    assert abs(k) > 0.2 and abs(q) < 0.05
+    check("induction.path_patch_k_effect", abs(k), ">", 0.2)
+    check("induction.path_patch_q_effect", abs(q), "<", 0.05)
     direct = gi.path_patch(model, clean, corrupted, metric, [(1, h) for h in range(4)],
                            "logits")
-    assert direct == pytest.approx(1.0, abs=0.02)  # the last layer only writes to the logits
+    # The last layer only writes to the logits.
+    check("induction.path_patch_direct_error", abs(direct - 1.0), "<", 0.02)
     per_head = gi.path_patching(model, clean, corrupted, metric, receivers, "k")
     assert per_head.shape == (2, 4) and torch.isnan(per_head[1]).all()
 
@@ -157,12 +167,12 @@ def test_path_patching_finds_the_k_composition(task):
 def test_probe_finds_previous_token_after_layer_0(induction_model):
     """The previous token's identity is absent from the embedding at a position, but the
     previous-token heads write it into the residual stream."""
-    g = torch.Generator().manual_seed(7)
+    g = torch.Generator().manual_seed(seed(7))
     tokens = torch.randint(0, 64, (100, 40), generator=g)
     labels = torch.full_like(tokens, -1)  # position 0 has no previous token: skipped
     labels[:, 1:] = tokens[:, :-1]
     results = gi.probe_layers(induction_model, tokens, labels, control="shuffle")
     embed, layer0 = results["hook_embed"], results["blocks.0.hook_resid_post"]
-    print({k: round(v.accuracy, 3) for k, v in results.items()})
-    assert embed.accuracy < 0.06  # chance is 1/64
-    assert layer0.accuracy > 0.3 and layer0.selectivity > 0.25
+    check("induction.probe_previous_token_embed_accuracy", embed.accuracy, "<", 0.06)  # 1/64
+    check("induction.probe_previous_token_layer0_accuracy", layer0.accuracy, ">", 0.3)
+    check("induction.probe_previous_token_layer0_selectivity", layer0.selectivity, ">", 0.25)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from bounds import check, seed
 
 import gptscope.interp as gi
 
@@ -55,46 +56,58 @@ def test_top_examples_input_checks(model_and_data):
         gi.top_activating_examples(model, data, "blocks.0.hook_resid_post", unit=99)
 
 
-def _linear_data(n=2000, d=16, n_classes=3, seed=0):
-    g = torch.Generator().manual_seed(seed)
+def _linear_data(n=2000, d=16, n_classes=3, base_seed=0):
+    g = torch.Generator().manual_seed(seed(base_seed))
     x = torch.randn(n, d, generator=g)
     w = torch.randn(d, n_classes, generator=g)
     return x, (x @ w).argmax(-1)
 
 
+@pytest.mark.learned
 @pytest.mark.parametrize("kind", ["logistic", "linear"])
 def test_probe_reads_a_linear_label(kind):
     x, y = _linear_data()
-    res = gi.train_probe(x, y, kind=kind)
+    res = gi.train_probe(x, y, kind=kind, seed=seed(0))
     threshold = 0.95 if kind == "logistic" else 0.85  # least squares is a weaker classifier
-    assert res.accuracy > threshold
-    assert res.control_accuracy < res.baseline + 0.1  # shuffled labels: near chance
-    assert res.selectivity > 0.5 and res.n_test == 400
-    assert (res.predict(x) == y).float().mean() > threshold
+    assert res.n_test == 400
+    check(f"probe.{kind}_accuracy", res.accuracy, ">", threshold)
+    # shuffled labels: near chance
+    check(f"probe.{kind}_control_above_baseline", res.control_accuracy - res.baseline, "<", 0.1)
+    check(f"probe.{kind}_selectivity", res.selectivity, ">", 0.5)
+    check(f"probe.{kind}_accuracy_on_all_rows", (res.predict(x) == y).float().mean(), ">",
+          threshold)
 
 
+@pytest.mark.learned
 def test_probe_on_shuffled_labels_is_near_chance():
     x, y = _linear_data(n_classes=2)
-    y = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(1))]
-    res = gi.train_probe(x, y)
-    assert res.accuracy < 0.6 and abs(res.selectivity) < 0.1
+    y = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(seed(1)))]
+    res = gi.train_probe(x, y, seed=seed(0))
+    check("probe.shuffled_accuracy", res.accuracy, "<", 0.6)
+    check("probe.shuffled_abs_selectivity", abs(res.selectivity), "<", 0.1)
 
 
+@pytest.mark.learned
 def test_type_control_catches_a_label_of_the_token_alone():
     """A label fixed by token identity is as learnable on the control task: no selectivity."""
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(seed(0))
     ids = torch.randint(0, 20, (3000,), generator=g)
     emb = torch.randn(20, 24, generator=g)
     label = torch.randint(0, 2, (20,), generator=g)[ids]
-    res = gi.train_probe(emb[ids], label, control="type", token_ids=ids)
-    assert res.accuracy > 0.95 and res.control_accuracy > 0.9 and res.selectivity < 0.1
+    res = gi.train_probe(emb[ids], label, control="type", token_ids=ids, seed=seed(0))
+    check("probe.token_label_accuracy", res.accuracy, ">", 0.95)
+    check("probe.token_label_type_control_accuracy", res.control_accuracy, ">", 0.9)
+    check("probe.token_label_selectivity", res.selectivity, "<", 0.1)
 
 
+@pytest.mark.learned
 def test_linear_probe_regression_r2():
     x, _ = _linear_data()
-    y = x[:, 0] * 2 + 0.1 * torch.randn(len(x), generator=torch.Generator().manual_seed(3))
-    res = gi.train_probe(x, y, kind="linear")
-    assert res.metric == "r2" and res.accuracy > 0.95 and res.control_accuracy < 0.05
+    y = x[:, 0] * 2 + 0.1 * torch.randn(len(x), generator=torch.Generator().manual_seed(seed(3)))
+    res = gi.train_probe(x, y, kind="linear", seed=seed(0))
+    assert res.metric == "r2"
+    check("probe.regression_r2", res.accuracy, ">", 0.95)
+    check("probe.regression_control_r2", res.control_accuracy, "<", 0.05)
 
 
 def test_probe_input_checks():

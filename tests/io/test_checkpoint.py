@@ -193,3 +193,49 @@ def test_bf16_round_trip_keeps_dtype(tmp_path, kw):
     loaded = gs.load(tmp_path / "run")
     assert loaded.dtype == torch.bfloat16
     assert torch.equal(loaded(TOKS), model(TOKS))
+
+
+def _edit_saved_config(path, drop=(), **changes) -> None:
+    cfg = json.loads((path / "config.json").read_text())
+    for name in drop:
+        del cfg[name]
+    cfg.update(changes)
+    (path / "config.json").write_text(json.dumps(cfg))
+
+
+def test_config_without_act_fn_is_refused(tmp_path):
+    """The default gelu_new would silently run a relu model with the wrong activation."""
+    model = make(act_fn="relu")
+    gs.save(model, tmp_path / "run")
+    _edit_saved_config(tmp_path / "run", drop=["act_fn"])
+    with pytest.raises(ValueError, match=r"config\.json lacks the fields \['act_fn'\].*silently"):
+        gs.load(tmp_path / "run")
+
+
+@pytest.mark.parametrize("field, value", [("causal", "no"), ("attn_only", "false"),
+                                          ("d_head", "8"), ("dropout", "0.1"), ("n_ctx", 1e8)])
+def test_hand_edited_config_types_are_refused(saved, field, value):
+    _, path = saved
+    _edit_saved_config(path, **{field: value})
+    with pytest.raises(ValueError, match=rf"config\.json: ModelConfig\.{field} must be"):
+        gs.load(path)
+
+
+def test_config_may_omit_init_only_fields(saved):
+    model, path = saved
+    _edit_saved_config(path, drop=["seed", "init_range", "extra"])
+    loaded = gs.load(path)
+    assert loaded.cfg.act_fn == model.cfg.act_fn
+    torch.testing.assert_close(loaded(TOKS), model(TOKS))
+
+
+@pytest.mark.parametrize("positional", ["sinusoidal", "rotary"])
+def test_huge_n_ctx_loads_with_a_small_position_table(tmp_path, positional):
+    from gptscope.model.layers import EAGER_POSITIONS
+
+    model = make(positional=positional, n_ctx=2**20)
+    gs.save(model, tmp_path / "run")
+    loaded = gs.load(tmp_path / "run")
+    table = loaded.pos_embed.W_pos if positional == "sinusoidal" else loaded.rotary_cos
+    assert table.shape[0] == EAGER_POSITIONS  # not the 2**20 rows n_ctx allows
+    torch.testing.assert_close(loaded(TOKS), model(TOKS))

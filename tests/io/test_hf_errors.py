@@ -131,3 +131,70 @@ def test_bad_paths(tmp_path: Path, folder: Path) -> None:
         load_pretrained(tmp_path / "nowhere" / "model")
     with pytest.raises(ValueError, match="is a file"):
         load_pretrained(folder / "config.json")
+
+
+def _shard(folder: Path, entries: tuple[str, str] | None = None) -> dict[str, str]:
+    """Split folder's model.safetensors into two shards + an index, as large models ship.
+
+    The shards live in ``folder/../blobs`` and are linked into the folder, like the Hugging
+    Face cache's snapshot files. ``entries``: the two shard names the index lists.
+    """
+    file = folder / "model.safetensors"
+    tensors = load_file(file)
+    file.unlink()
+    names = sorted(tensors)
+    blobs = folder.parent / "blobs"
+    blobs.mkdir()
+    weight_map = {}
+    for i, part in enumerate((names[: len(names) // 2], names[len(names) // 2:])):
+        shard = f"model-0000{i + 1}-of-00002.safetensors"
+        save_file({n: tensors[n] for n in part}, blobs / shard, metadata={"format": "pt"})
+        (folder / shard).symlink_to(blobs / shard)
+        listed = entries[i] if entries else shard
+        weight_map.update(dict.fromkeys(part, listed))
+    index = {"metadata": {}, "weight_map": weight_map}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    return weight_map
+
+
+def test_sharded_folder_with_linked_shards_loads(folder: Path) -> None:
+    whole = load_pretrained(folder)
+    _shard(folder)
+    sharded = load_pretrained(folder)
+    tokens = torch.randint(0, 100, (1, 9), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(sharded(tokens), whole(tokens), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("entry", ["../outside/x.safetensors", "/tmp/x.safetensors",
+                                   "sub/../../x.safetensors", ".."])
+def test_shard_outside_the_folder_is_refused(folder: Path, entry: str) -> None:
+    outside = folder.parent / "outside"
+    outside.mkdir()
+    save_file({"x": torch.zeros(1)}, outside / "x.safetensors")
+    _shard(folder, entries=("model-00001-of-00002.safetensors", entry))
+    index = folder / "model.safetensors.index.json"
+    with pytest.raises(ValueError, match=re.escape(f"{index} lists shard {entry!r}, which "
+                                                   "lies outside the model folder")):
+        load_pretrained(folder)
+
+
+@pytest.mark.parametrize("index", [b"\xff\xfe not json", b"[1, 2]", b'{"weight_map": [1]}',
+                                   b'{"weight_map": {"a": 3}}'])
+def test_bad_shard_index_names_the_file(folder: Path, index: bytes) -> None:
+    (folder / "model.safetensors").unlink()
+    (folder / "model.safetensors.index.json").write_bytes(index)
+    with pytest.raises(ValueError, match=re.escape(str(folder / "model.safetensors.index.json"))):
+        load_pretrained(folder)
+
+
+def test_cache_ref_that_leads_outside_is_ignored(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = tmp_path / "hub" / "models--org--m"
+    snapshot = repo / "snapshots" / "abc123"
+    make_gpt2(**GPT2_SHAPES[0]).save_pretrained(snapshot)
+    make_gpt2(**GPT2_SHAPES[0]).save_pretrained(tmp_path / "elsewhere")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("../../../elsewhere")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert hf_import.find_in_cache("org/m") == snapshot  # the real snapshot, not the ref's

@@ -230,3 +230,80 @@ def test_pattern_hook_generation_matches_fast_path():
                                           use_cache=False)
     assert torch.equal(explicit, fast) and torch.equal(explicit_nocache, fast)
     assert seen[0] == (2, 4, 4, 4) and seen[1] == (2, 4, 1, 5)
+
+
+# -- argument forms and cache sizing ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("form", [
+    lambda s: torch.tensor([s]),  # stop id 0 in a tensor used to be falsy: ignored
+    lambda s: torch.tensor(s),
+    lambda s: torch.tensor([[s, 36]], dtype=torch.int32),
+    lambda s: s,
+    lambda s: {s},
+    lambda s: (s,),
+], ids=["tensor", "0d-tensor", "2d-int32-tensor", "int", "set", "tuple"])
+def test_stop_token_forms(form):
+    model = make(unembed_bias=True)
+    with torch.no_grad():
+        model.unembed.b_U[0] = 100.0  # greedy picks token 0 first
+    toks = prompt(batch=1)
+    assert model.generate(toks, max_new_tokens=5, temperature=0.0)[0, 4:].tolist() == [0] * 5
+    out = model.generate(toks, max_new_tokens=5, temperature=0.0, stop_tokens=form(0))
+    assert out[0, 4:].tolist() == [0]
+    assert list(model.stream(toks, max_new_tokens=5, temperature=0.0, stop_tokens=form(0))) == [0]
+
+
+class _SpyCache(KVCache):
+    made: list[KVCache] = []
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _SpyCache.made.append(self)
+
+
+def test_kv_cache_holds_only_what_generation_needs(monkeypatch):
+    from gptscope.model import generation
+
+    _SpyCache.made = []
+    monkeypatch.setattr(generation, "KVCache", _SpyCache)
+    # 2**20 positions x 2 heads x 8 dims x 2 (k, v) x 4 bytes would be 128 MiB per layer.
+    model = make(positional="rotary", n_ctx=2**20, d_model=16, n_heads=2)
+    toks = prompt(batch=1, n=3)
+    out = model.generate(toks, max_new_tokens=5, temperature=0.0)
+    (cache,) = _SpyCache.made
+    assert cache.max_len == 8
+    assert all(layer.k.shape == layer.v.shape == (1, 2, 8, 8) for layer in cache.layers)
+    assert torch.equal(out, model.generate(toks, max_new_tokens=5, temperature=0.0,
+                                           use_cache=False))
+
+
+def test_kv_cache_sizes_when_sliding(monkeypatch):
+    from gptscope.model import generation
+
+    _SpyCache.made = []
+    monkeypatch.setattr(generation, "KVCache", _SpyCache)
+    model = make()
+    toks = prompt(n=5, seed=1)
+    out = model.generate(toks, max_new_tokens=10, temperature=0.0)  # 15 > n_ctx=12
+    # Steps 0-7 fill the cache (5 + 7 tokens); steps 8 and 9 each rebuild it from n_ctx tokens.
+    assert [c.max_len for c in _SpyCache.made] == [12] * 3
+    assert torch.equal(out, greedy_reference(model, toks, 10))
+    _SpyCache.made = []
+    model.generate(toks, max_new_tokens=3, temperature=0.0)
+    assert [c.max_len for c in _SpyCache.made] == [8]
+
+
+def test_incremental_with_padding_matches_full_forward():
+    # With a cache, attention_mask covers the cached and the new positions, as in HF.
+    model = make(positional="rotary")
+    toks = prompt(n=9, seed=4)
+    mask = torch.ones(2, 9, dtype=torch.long)
+    mask[1, :3] = 0  # left padding
+    full = model(toks, attention_mask=mask)
+    cache = KVCache(model.cfg, 2)
+    pieces = [model(toks[:, a:b], attention_mask=mask[:, :b], past=cache)
+              for a, b in ((0, 5), (5, 6), (6, 9))]
+    got = torch.cat(pieces, dim=1)
+    torch.testing.assert_close(got[0], full[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got[1, 3:], full[1, 3:], atol=1e-5, rtol=1e-5)

@@ -237,3 +237,41 @@ def test_loss_needs_two_tokens(small):
 def test_transformer_needs_model_config():
     with pytest.raises(ValueError, match="ModelConfig"):
         gs.Transformer({"n_layers": 1})
+
+
+@pytest.mark.parametrize("kw", [{"positional": "rotary"}, {}])
+def test_padded_layer_slicing_keeps_positions(kw):
+    # The residual path numbers positions from the mask too, as the token path does.
+    model = make(**kw)
+    t = tokens(2, 8, seed=3)
+    mask = torch.tensor([[1] * 8, [0] * 3 + [1] * 5])
+    full = model(t, attention_mask=mask)
+    resid = model(t, attention_mask=mask, stop_at_layer=1)
+    torch.testing.assert_close(model(resid, attention_mask=mask, start_at_layer=1), full,
+                               atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("start, stop", [(-1, None), (None, -1), (-2, -1), (0, 2), (2, 2)])
+def test_negative_layers_count_from_the_end(start, stop):
+    model = make(n_layers=3)
+    t = tokens()
+    norm = {None: None, -1: 2, -2: 1}
+    resid = model(t, stop_at_layer=norm.get(start, start) if start is not None else 0)
+    a = model(resid, start_at_layer=start if start is not None else 0, stop_at_layer=stop)
+    b = model(resid, start_at_layer=norm.get(start, start) if start is not None else 0,
+              stop_at_layer=norm.get(stop, stop))
+    torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int8, torch.int16, torch.int32])
+def test_small_integer_token_dtypes_are_widened(small, dtype):
+    t = tokens()
+    torch.testing.assert_close(small(t.to(dtype)), small(t))
+
+
+def test_numpy_tokens_accepted(small):
+    import numpy as np
+
+    t = tokens()
+    torch.testing.assert_close(small(t.numpy()), small(t))
+    torch.testing.assert_close(small(t.numpy().astype(np.int16)), small(t))

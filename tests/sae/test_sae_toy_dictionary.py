@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from bounds import check, seed
 
 from gptscope.sae import SAE, train_sae
 from gptscope.sae.metrics import evaluate_sae, mmcs
@@ -17,9 +18,9 @@ from gptscope.sae.metrics import evaluate_sae, mmcs
 N_FEATURES, D, AVG_ACTIVE = 512, 256, 5.0
 
 
-def make_toy_data(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def make_toy_data(n: int, data_seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns (samples [n, 256], true features [512, 256])."""
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(data_seed)
     features = torch.nn.functional.normalize(torch.randn(N_FEATURES, D, generator=g), dim=-1)
     decay = 0.996 ** torch.arange(N_FEATURES, dtype=torch.float32)
     probs = decay / decay.sum() * AVG_ACTIVE  # ~0.023 for the commonest, ~0.003 the rarest
@@ -30,44 +31,39 @@ def make_toy_data(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def toy() -> tuple[torch.Tensor, torch.Tensor]:
-    return make_toy_data(100_000)
+    return make_toy_data(100_000, seed(0))
 
 
-@pytest.mark.slow
+@pytest.mark.learned
 def test_relu_sae_recovers_ground_truth_features(toy) -> None:
     x, features = toy
     assert 4.0 < float((x != 0).any(-1).float().mean() * AVG_ACTIVE) < 6.0
-    torch.manual_seed(0)
+    torch.manual_seed(seed(0))
     sae = SAE(D, N_FEATURES, kind="relu")
-    res = train_sae(sae, x, steps=600, batch_size=512, lr=3e-3, l1_coefficient=0.05,
-                    show_progress=False, seed=0)
-    score = mmcs(sae.W_dec, features)
-    print(f"relu MMCS {score:.4f} in {res.seconds:.1f}s; final {res.final}")
-    assert score >= 0.95
+    train_sae(sae, x, steps=600, batch_size=512, lr=3e-3, l1_coefficient=0.05,
+              show_progress=False, seed=seed(0))
+    check("sae_toy.relu_mmcs", mmcs(sae.W_dec, features), ">=", 0.95)
     report = evaluate_sae(sae, x[:4096])
-    assert report["explained_variance"] > 0.9 and report["l0"] < 20
+    check("sae_toy.relu_explained_variance", report["explained_variance"], ">", 0.9)
+    check("sae_toy.relu_l0", report["l0"], "<", 20)
 
 
-@pytest.mark.slow
+@pytest.mark.learned
 def test_topk_sae_recovers_ground_truth_features(toy) -> None:
     x, features = toy
-    torch.manual_seed(0)
+    torch.manual_seed(seed(0))
     sae = SAE(D, N_FEATURES, kind="topk", k=5)
-    res = train_sae(sae, x, steps=600, batch_size=512, lr=3e-3, show_progress=False, seed=0)
-    score = mmcs(sae.W_dec, features)
-    print(f"topk MMCS {score:.4f} in {res.seconds:.1f}s; final {res.final}")
-    assert score >= 0.95
+    train_sae(sae, x, steps=600, batch_size=512, lr=3e-3, show_progress=False, seed=seed(0))
+    check("sae_toy.topk_mmcs", mmcs(sae.W_dec, features), ">=", 0.95)
 
 
-@pytest.mark.slow
+@pytest.mark.learned
 def test_jumprelu_sae_recovers_ground_truth_features(toy) -> None:
     x, features = toy
-    torch.manual_seed(0)
+    torch.manual_seed(seed(0))
     # threshold and kernel width scaled to this data (coefficients are uniform on [0, 1])
     sae = SAE(D, N_FEATURES, kind="jumprelu", threshold_init=0.05, bandwidth=0.05)
-    res = train_sae(sae, x, steps=600, batch_size=512, lr=3e-3, l0_coefficient=0.01,
-                    show_progress=False, seed=0)
-    score = mmcs(sae.W_dec, features)
-    print(f"jumprelu MMCS {score:.4f} in {res.seconds:.1f}s; final {res.final}")
-    assert score >= 0.95
-    assert evaluate_sae(sae, x[:4096])["l0"] < 10
+    train_sae(sae, x, steps=600, batch_size=512, lr=3e-3, l0_coefficient=0.01,
+              show_progress=False, seed=seed(0))
+    check("sae_toy.jumprelu_mmcs", mmcs(sae.W_dec, features), ">=", 0.95)
+    check("sae_toy.jumprelu_l0", evaluate_sae(sae, x[:4096])["l0"], "<", 10)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from bounds import check, seed
 
 from gptscope.sae import SAE, ActivationBuffer, resample_dead_features, train_sae
 
@@ -13,14 +14,15 @@ def _data(n: int = 512, d: int = 8, seed: int = 0) -> torch.Tensor:
     return torch.randn(n, d, generator=g)
 
 
+@pytest.mark.learned
 def test_train_sae_on_tensor_reduces_loss_and_logs() -> None:
-    torch.manual_seed(0)
+    torch.manual_seed(seed(0))
     sae = SAE(8, 32)
-    res = train_sae(sae, _data(), steps=60, batch_size=64, lr=1e-2, l1_coefficient=1e-3,
-                    log_every=20, show_progress=False, seed=0)
+    res = train_sae(sae, _data(seed=seed(0)), steps=60, batch_size=64, lr=1e-2,
+                    l1_coefficient=1e-3, log_every=20, show_progress=False, seed=seed(0))
     h = res.history
     assert h["step"] == [20.0, 40.0, 60.0] and res.steps == 60 and res.n_samples == 60 * 64
-    assert h["mse"][-1] < h["mse"][0]
+    check("sae_training.mse_last_over_first", h["mse"][-1] / h["mse"][0], "<", 1.0)
     assert {"loss", "mse", "l1", "l0_norm", "explained_variance", "dead_fraction", "lr"} <= set(h)
     assert not sae.training
 
@@ -94,28 +96,32 @@ def test_resample_dead_features_direct() -> None:
     assert (opt.state[sae.W_enc]["exp_avg"][:, dead] == 0).all()
 
 
+@pytest.mark.learned
 def test_resampling_revives_dead_features() -> None:
-    torch.manual_seed(0)
-    x = _data(1024)
+    torch.manual_seed(seed(0))
+    x = _data(1024, seed=seed(0))
     sae = SAE(8, 32)
     with torch.no_grad():  # kill half the features: they can never fire on this data
         sae.b_enc[:16] = -100.0
     dead_before = (sae.encode(x) != 0).sum(0) == 0
     assert dead_before[:16].all()
     res = train_sae(sae, x, steps=40, batch_size=128, lr=1e-3, l1_coefficient=1e-3,
-                    resample_dead_every=20, init_b_dec=None, show_progress=False, seed=0)
+                    resample_dead_every=20, init_b_dec=None, show_progress=False, seed=seed(0))
     assert res.resampled[0][1] >= 16
     fired = (sae.encode(x) != 0).sum(0) > 0
-    assert fired[:16].sum() >= 12  # most of the killed features fire again
+    # most of the killed features fire again
+    check("sae_training.revived_of_16_tensor", fired[:16].sum(), ">=", 12)
 
     # same with an iterable of batches (the pool comes from recent batches)
+    torch.manual_seed(seed(1))
     sae = SAE(8, 32)
     with torch.no_grad():
         sae.b_enc[:16] = -100.0
     res = train_sae(sae, list(x.split(128)), epochs=5, resample_dead_every=8,
-                    resample_pool_size=256, init_b_dec=None, show_progress=False, seed=0)
+                    resample_pool_size=256, init_b_dec=None, show_progress=False, seed=seed(0))
     assert res.resampled and res.resampled[0][1] >= 16
-    assert ((sae.encode(x) != 0).sum(0) > 0)[:16].sum() >= 12
+    check("sae_training.revived_of_16_batches", ((sae.encode(x) != 0).sum(0) > 0)[:16].sum(),
+          ">=", 12)
 
 
 @pytest.mark.parametrize("spill", [False, True])

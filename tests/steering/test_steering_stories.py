@@ -21,8 +21,13 @@ below x 32 samples, 20 new chars, 20 IOI sentences as neutral text): coefficient
 positive; -3: 12.1% (+3.2% neutral loss); -3.25: 8.6% (+4.9%); -3.5: 6.6% (+7.1%). So -3.5
 shifts the positive fraction by 37.5 points at +7.1% loss.
 
-The default tests train a 2-layer, 64-wide model for 1500 steps (~25 s), which has learned
-the verb -> adjective dependency only weakly, and check the same effect with smaller bounds.
+The default tests train a 2-layer, 64-wide model for 1500 steps (~30 s), which has learned
+the verb -> adjective dependency only weakly. The share of positive continuations among 128
+sampled ones moves by a few points there, less than its sampling noise (about 3 points), so
+a bound on it passes or fails by luck (it failed on AVX512 machines). These tests therefore
+measure the same effect exactly, from the model's probabilities: the probability that the
+adjective after "<positive verb> the " is positive (what sampling estimates), and the
+positive-vs-negative log-odds. Their spread over seeds and CPUs is in tests/README.md.
 """
 
 from __future__ import annotations
@@ -33,19 +38,21 @@ from pathlib import Path
 
 import pytest
 import torch
+from bounds import THREADS, check, seed
 
 from gptscope.cli import main
 from gptscope.data.stories import (
     NEGATIVE_ADJECTIVES,
+    NEUTRAL_ADJECTIVES,
     POSITIVE_ADJECTIVES,
     classify_sentiment,
     generate_stories,
     sentiment_pairs,
 )
 from gptscope.io.checkpoint import load
-from gptscope.steering import SteeringVector, sweep
+from gptscope.steering import SteeringVector, loss_side_effect, sweep
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.learned
 
 # Story openings that end where the model picks an adjective after a positive verb.
 POSITIVE_OPENINGS = ["the dog loves the ", "the cats like the ", "mary hugs the ",
@@ -53,10 +60,10 @@ POSITIVE_OPENINGS = ["the dog loves the ", "the cats like the ", "mary hugs the 
                      "the frogs hug the ", "lucy praises the "]
 
 
-def verb_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
+def verb_pairs(n: int, pairs_seed: int = 0) -> list[tuple[str, str]]:
     """`sentiment_pairs` with a sentiment verb, cut after "<verb> the " (the adjective slot)."""
     out = []
-    for pos, neg in sentiment_pairs(n, seed):
+    for pos, neg in sentiment_pairs(n, pairs_seed):
         pw, nw = pos.split(" "), neg.split(" ")
         i = next(i for i, (a, b) in enumerate(zip(pw, nw)) if a != b)
         if pw[i] in ("is", "are") or pw[i + 1] != "the":
@@ -77,22 +84,37 @@ def positive(text: str) -> float:
     return float(classify_sentiment(text.split(".")[0]) > 0.5)
 
 
-def adjective_log_odds(model, vec: SteeringVector, coefficient: float) -> float:
-    """Mean over openings of log P(some positive adjective) - log P(some negative one)."""
-    def word_lp(prompt: str, word: str) -> float:
-        tokens = model.to_tokens(prompt + word + " ")
-        start = model.to_tokens(prompt).shape[1]
-        with torch.no_grad():
-            lp = model(tokens).log_softmax(-1)[0]
-        return float(sum(lp[i - 1, tokens[0, i]] for i in range(start, tokens.shape[1])))
+def _word_logprob(model, prompt: str, word: str) -> float:
+    """log P(word + " " | prompt), by the chain rule over its characters."""
+    tokens = model.to_tokens(prompt + word + " ")
+    start = model.to_tokens(prompt).shape[1]
+    with torch.no_grad():
+        lp = model(tokens).log_softmax(-1)[0]
+    return float(sum(lp[i - 1, tokens[0, i]] for i in range(start, tokens.shape[1])))
 
-    odds = []
+
+def adjective_masses(model, vec: SteeringVector, coefficient: float) -> list[torch.Tensor]:
+    """Per opening: log P(positive), log P(negative), log P(neutral adjective) at the slot."""
+    out = []
     with vec.apply(model, coefficient):
         for p in POSITIVE_OPENINGS:
-            pos = torch.tensor([word_lp(p, w) for w in POSITIVE_ADJECTIVES]).logsumexp(0)
-            neg = torch.tensor([word_lp(p, w) for w in NEGATIVE_ADJECTIVES]).logsumexp(0)
-            odds.append(float(pos - neg))
-    return sum(odds) / len(odds)
+            out.append(torch.stack([
+                torch.tensor([_word_logprob(model, p, w) for w in words]).logsumexp(0)
+                for words in (POSITIVE_ADJECTIVES, NEGATIVE_ADJECTIVES, NEUTRAL_ADJECTIVES)]))
+    return out
+
+
+def adjective_log_odds(model, vec: SteeringVector, coefficient: float) -> float:
+    """Mean over openings of log P(some positive adjective) - log P(some negative one)."""
+    masses = adjective_masses(model, vec, coefficient)
+    return sum(float(m[0] - m[1]) for m in masses) / len(masses)
+
+
+def positive_share(model, vec: SteeringVector, coefficient: float) -> float:
+    """Mean over openings of the probability that the adjective is a positive one (of the
+    corpus's adjectives): what the fraction of positive sampled continuations estimates."""
+    masses = adjective_masses(model, vec, coefficient)
+    return sum(float(m.softmax(0)[0]) for m in masses) / len(masses)
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +124,8 @@ def stories_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rc = main(["train", "--preset", "stories", "--n-layers", "2", "--d-model", "64",
                "--n-heads", "4", "--n-ctx", "64", "--max-steps", "1500", "--warmup-steps", "20",
                "--lr", "3e-3", "--eval-every", "1500", "--eval-steps", "2", "--log-every", "500",
-               "--threads", "1", "--no-progress", "--out", str(out)])
+               "--seed", str(seed(1337)), "--threads", str(THREADS), "--no-progress",
+               "--out", str(out)])
     assert rc == 0
     return out
 
@@ -115,24 +138,34 @@ def model(stories_run: Path):
 HOOK = "blocks.1.hook_resid_pre"
 
 
-def test_sentiment_vector_moves_adjective_preference_both_ways(model) -> None:
-    vec = SteeringVector.from_pairs(model, verb_pairs(256), HOOK)
+@pytest.fixture(scope="module")
+def vec(model) -> SteeringVector:
+    return SteeringVector.from_pairs(model, verb_pairs(256, seed(0)), HOOK)
+
+
+def test_sentiment_vector_moves_adjective_preference_both_ways(model, vec) -> None:
     base = adjective_log_odds(model, vec, 0.0)
     # A trained model prefers positive adjectives after a positive verb.
-    assert base > 0
-    # Measured on the tiny model: 0.28 at 0, -0.20 at -3, 0.40 at +3.
-    assert adjective_log_odds(model, vec, -3.0) < base - 0.2
-    assert adjective_log_odds(model, vec, 3.0) > base
+    check("steering.log_odds_unsteered", base, ">", 0.0)
+    check("steering.log_odds_drop_at_-3", base - adjective_log_odds(model, vec, -3.0), ">", 0.2)
+    check("steering.log_odds_rise_at_+3", adjective_log_odds(model, vec, 3.0) - base, ">", 0.0)
 
 
-def test_sentiment_vector_shifts_generations_within_loss_budget(model) -> None:
-    vec = SteeringVector.from_pairs(model, verb_pairs(256), HOOK)
-    result = sweep(model, vec, [0.0, -2.5], POSITIVE_OPENINGS, positive,
-                   neutral_texts(model.cfg.n_ctx), samples_per_prompt=16, max_new_tokens=20)
-    # Measured on the tiny model: 17.2% -> 10.2% positive, +6.5% neutral loss.
-    assert result.effect[1] <= result.effect[0] - 0.03, result
-    assert 0.0 < result.loss_increase[1] <= 0.10
+def test_sentiment_vector_lowers_positive_share_within_loss_budget(model, vec) -> None:
+    before, after = positive_share(model, vec, 0.0), positive_share(model, vec, -2.5)
+    check("steering.positive_share_drop_at_-2.5", before - after, ">", 0.03)
+    side = loss_side_effect(model, vec, neutral_texts(model.cfg.n_ctx), -2.5)
+    check("steering.neutral_loss_increase_at_-2.5", side["relative_increase"], "<=", 0.10)
+    assert side["relative_increase"] > 0.0  # the vector does change the model
+
+
+def test_sweep_on_the_trained_model_reports_both_measures(model, vec) -> None:
+    result = sweep(model, vec, [0.0, -2.5], POSITIVE_OPENINGS[:2], positive,
+                   neutral_texts(model.cfg.n_ctx), samples_per_prompt=2, max_new_tokens=8)
+    assert all(0.0 <= e <= 1.0 for e in result.effect)
     assert result.loss_increase[0] == pytest.approx(0.0, abs=1e-6)
+    assert result.loss_increase[1] == pytest.approx(loss_side_effect(
+        model, vec, neutral_texts(model.cfg.n_ctx), -2.5)["relative_increase"], rel=1e-6)
 
 
 def test_steer_cli_prints_both_continuations(

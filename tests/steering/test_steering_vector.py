@@ -4,7 +4,13 @@ import pytest
 import torch
 
 import gptscope as gs
-from gptscope.steering import SteeringVector, logit_diff_effect, loss_side_effect
+from gptscope.steering import (
+    SteeringVector,
+    generation_effect,
+    logit_diff_effect,
+    loss_side_effect,
+    sweep,
+)
 
 HOOK = "blocks.1.hook_resid_pre"
 
@@ -87,6 +93,34 @@ def test_logit_diff_effect_is_exact_without_normalization():
     vec = SteeringVector(direction.detach(), "blocks.0.hook_resid_post")
     out = logit_diff_effect(model, vec, [torch.tensor([1, 2, 3])], 4, 7, coefficient=0.5)
     assert out["change"] == pytest.approx(0.5 * direction.dot(direction).item(), rel=1e-4)
+
+
+def test_sweep_measures_generations_and_side_effect_at_each_coefficient():
+    """A vector that raises one token's logit by 30 makes every sampled step that token:
+    the generation effect goes to 1, and the loss on text without it goes up."""
+    from gptscope.tokenizers import CharTokenizer
+
+    tok = CharTokenizer.train("abcxz ")
+    cfg = gs.ModelConfig(n_layers=1, d_model=16, n_heads=2, d_vocab=tok.vocab_size, n_ctx=32,
+                         normalization=None, seed=3)
+    model = gs.Transformer(cfg).eval()
+    model.tokenizer = tok
+    w = model.W_U[:, tok.encode("z")[0]].detach()
+    vec = SteeringVector(w / w.dot(w), "blocks.0.hook_resid_post")  # +1 on z's logit per unit
+
+    def only_z(text: str) -> float:
+        return float(set(text) == {"z"})
+
+    prompts, texts = ["ab", "ca"], ["abcabc", "cabbac"]
+    result = sweep(model, vec, [0.0, 30.0], prompts, only_z, texts, samples_per_prompt=3,
+                   max_new_tokens=4, seed=5)
+    assert result.effect[0] == generation_effect(model, None, prompts, only_z,
+                                                 samples_per_prompt=3, max_new_tokens=4, seed=5)
+    assert result.effect[0] < 0.5 and result.effect[1] == 1.0
+    assert result.loss_increase[0] == pytest.approx(0.0, abs=1e-6)
+    assert result.loss_increase[1] > 1.0  # the loss more than doubles
+    assert result.best(max_loss_increase=0.1) == (0.0, 0.0)
+    assert result.best(max_loss_increase=1e9) == (30.0, pytest.approx(1.0 - result.effect[0]))
 
 
 def test_zero_coefficient_has_no_side_effect(model):

@@ -3,6 +3,7 @@ encoding/decoding, special tokens, files and errors."""
 
 import json
 import random
+import re
 from collections import Counter
 
 import pytest
@@ -272,3 +273,30 @@ def test_decode_accepts_arrays_and_tensors() -> None:
     torch = pytest.importorskip("torch")
     ids = TOK.encode("hello there")
     assert TOK.decode(np.array(ids)) == TOK.decode(torch.tensor(ids)) == "hello there"
+
+
+@pytest.mark.parametrize("content, why", [
+    (b"\x89PNG\r\n\x1a\n\x00\xff", r"is not UTF-8 text \(byte 0x89 at offset 0\)"),
+    (b"[1, 2, 3]", r"holds a JSON list, not an object"),
+    (b'{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, '
+     b'"pre_tokenizer": {"type": "ByteLevel"}, "added_tokens": [{"id": 1}]}',
+     r"does not have the structure of a tokenizer.json \(KeyError"),
+])
+def test_bad_tokenizer_files_name_the_file(tmp_path, content, why) -> None:
+    path = tmp_path / "tokenizer.json"
+    path.write_bytes(content)
+    for opener in (load_tokenizer, BPETokenizer.from_hf):
+        with pytest.raises(ValueError, match=re.escape(str(path)) + " " + why):
+            opener(path)
+
+
+def test_bad_vocab_and_merges_name_the_file(tmp_path) -> None:
+    (tmp_path / "vocab.json").write_text('{"a": 0, "b": 1, "ab": 2}', encoding="utf-8")
+    (tmp_path / "merges.txt").write_bytes(b"#version: 0.2\na b\n\xc3(\n")
+    with pytest.raises(ValueError, match=r"merges\.txt is not UTF-8 text \(byte 0xc3 at "
+                                         r"offset 18\)"):
+        BPETokenizer.from_hf(tmp_path)
+    (tmp_path / "merges.txt").write_text("#version: 0.2\na b\n", encoding="utf-8")
+    (tmp_path / "vocab.json").write_text('{"a": "zero"}', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"vocab\.json must map each token to an integer id"):
+        BPETokenizer.from_hf(tmp_path)

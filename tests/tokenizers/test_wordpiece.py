@@ -102,3 +102,18 @@ def test_greedy_longest_match_and_decode() -> None:
     assert tok.decode(tok.encode("Unaffable, a b")) == "unaffable [UNK] a b"
     with pytest.raises(ValueError, match="unk_token"):
         WordPieceTokenizer(["a"])
+
+
+def test_bad_wordpiece_files_name_the_file(tmp_path) -> None:
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_bytes(b"[PAD]\n[UNK]\nhello\n\xff\xfe\n")
+    with pytest.raises(ValueError, match=r"vocab\.txt is not UTF-8 text \(byte 0xff at "
+                                         r"offset 18\)"):
+        load_tokenizer(vocab)
+    vocab.write_text("[PAD]\r\n[UNK]\r\nhello\r\n", encoding="utf-8")
+    assert WordPieceTokenizer.from_vocab_txt(vocab).vocab == {"[PAD]": 0, "[UNK]": 1, "hello": 2}
+    bad = tmp_path / "tokenizer.json"
+    bad.write_text('{"model": {"type": "WordPiece", "vocab": {}}, "normalizer": "Bert", '
+                   '"pre_tokenizer": {"type": "BertPreTokenizer"}}')
+    with pytest.raises(ValueError, match=r"tokenizer\.json does not have the structure"):
+        WordPieceTokenizer.from_hf(bad)

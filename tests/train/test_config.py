@@ -1,4 +1,6 @@
 import argparse
+import json
+import re
 
 import pytest
 
@@ -68,3 +70,45 @@ def test_cli_needs_data(tmp_path):
     with pytest.raises(ValueError, match="--preset"):
         build_configs(args)
     assert isinstance(args, argparse.Namespace)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(progress="yes"), r"TrainConfig\.progress must be true or false"),
+    (dict(max_steps=1e3), r"TrainConfig\.max_steps must be an integer, got 1000\.0"),
+    (dict(betas=["0.9", 0.95]), r"TrainConfig\.betas must be a list of 2 values"),
+    (dict(device=0), r"TrainConfig\.device must be a string"),
+    (dict(min_lr=float("nan")), r"TrainConfig\.min_lr must be a finite number"),
+    (dict(data=DataSpec(task="sort"), seed=None), r"TrainConfig\.seed must be an integer"),
+])
+def test_train_config_types_are_checked_as_data(bad, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**bad)
+
+
+def test_json_lists_become_tuples_and_ints_pass_as_floats():
+    c = TrainConfig(betas=[0.5, 0.9], lr=1, weight_decay=0)
+    assert c.betas == (0.5, 0.9) and c.lr == 1
+
+
+def test_data_spec_from_dict_checks_fields():
+    assert DataSpec.from_dict({"corpus": "stories", "n_stories": 5}).n_stories == 5
+    with pytest.raises(ValueError, match=r"DataSpec\.n_stories must be an integer, got '5'"):
+        DataSpec.from_dict({"corpus": "stories", "n_stories": "5"})
+    with pytest.raises(ValueError, match=r"unknown DataSpec fields \['stories'\]"):
+        TrainConfig.from_dict({"data": {"stories": 5}})
+
+
+def test_train_config_file_errors_name_the_file(tmp_path):
+    file = tmp_path / "train_config.json"
+    data = TrainConfig().to_dict()
+    data["wandb"] = "false"
+    file.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=rf"{re.escape(str(file))}: TrainConfig\.wandb"):
+        TrainConfig.from_json(file)
+    file.write_bytes(b'{"lr": \xff}')
+    with pytest.raises(ValueError, match=rf"{re.escape(str(file))} is not UTF-8 text "
+                                         r"\(byte 0xff at offset 7\)"):
+        TrainConfig.from_json(file)
+    file.write_text("[1, 2]")
+    with pytest.raises(ValueError, match=rf"{re.escape(str(file))}: TrainConfig needs a JSON"):
+        TrainConfig.from_json(file)

@@ -6,14 +6,15 @@ import socket
 import subprocess
 import sys
 
-import torch
+import pytest
+from bounds import check, seed
 from conftest import TINY, env, gptscope
 from safetensors.torch import load_file
 
 # Global batch 16 = batch_size 8 x grad_accum 2: 1 process runs 2 micro-steps of 8;
 # 2 processes run 1 micro-step of 8 each.
 RUN = [*TINY, "--batch-size", "8", "--grad-accum", "2", "--max-steps", "25",
-       "--eval-every", "0", "--ckpt-every", "0"]
+       "--eval-every", "0", "--ckpt-every", "0", "--seed", str(seed(1337))]
 
 
 def _free_port() -> int:
@@ -22,6 +23,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.learned
 def test_two_process_ddp_equals_one_process(tmp_path):
     single = gptscope("train", *RUN, "--out", str(tmp_path / "one"))
     assert single.returncode == 0, single.stderr
@@ -33,10 +35,10 @@ def test_two_process_ddp_equals_one_process(tmp_path):
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     one = load_file(str(tmp_path / "one" / "model.safetensors"))
     two = load_file(str(tmp_path / "two" / "model.safetensors"))
-    for name, value in one.items():
-        if name.endswith("b_K"):  # zero true gradient: Adam amplifies float noise (see optim)
-            continue
-        torch.testing.assert_close(two[name], value, rtol=0, atol=1e-5, msg=name)
+    # b_K has a zero true gradient: Adam amplifies float noise (see test_optim)
+    diff = max((two[name] - value).abs().max().item()
+               for name, value in one.items() if not name.endswith("b_K"))
+    check("ddp.two_processes_max_abs_diff", diff, "<=", 1e-5)
     # Only rank 0 wrote: one metrics line per logged step, one checkpoint (the final one).
     steps = [line for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
     assert len(steps) == len(set(steps))

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
+from bounds import check, seed
 
 from gptscope import ModelConfig
 from gptscope.data import make_task
 from gptscope.train import DataSpec, TrainConfig, train
+
+pytestmark = pytest.mark.learned
 
 
 def _held_out(result, task_name: str, **task_kwargs) -> dict[str, float]:
@@ -20,10 +24,11 @@ def test_reverse_reaches_99_percent_exact_match(tmp_path):
     kwargs = {"n_items": 8, "n_symbols": 10}
     cfg = TrainConfig(data=DataSpec(task="reverse", task_kwargs=kwargs), batch_size=64,
                       lr=3e-3, warmup_steps=20, max_steps=120, weight_decay=0.01,
-                      eval_every=0, ckpt_every=0, device="cpu", progress=False)
+                      eval_every=0, ckpt_every=0, device="cpu", progress=False,
+                      seed=seed(1337))
     result = train(ModelConfig(n_layers=2, d_model=64, n_heads=4, n_ctx=17), cfg, tmp_path)
     scores = _held_out(result, "reverse", **kwargs)
-    assert scores["exact_match"] >= 0.99, scores
+    check("learning.reverse_exact_match", scores["exact_match"], ">=", 0.99)
 
 
 def test_two_layer_attention_only_model_learns_induction(tmp_path):
@@ -35,8 +40,9 @@ def test_two_layer_attention_only_model_learns_induction(tmp_path):
                             normalization=None, positional="rotary")
     cfg = TrainConfig(data=DataSpec(task="induction", task_kwargs=kwargs), batch_size=32,
                       lr=1e-2, warmup_steps=20, max_steps=200, weight_decay=0.01,
-                      eval_every=0, ckpt_every=0, device="cpu", progress=False)
+                      eval_every=0, ckpt_every=0, device="cpu", progress=False,
+                      seed=seed(1337))
     result = train(model_cfg, cfg, tmp_path)
     scores = _held_out(result, "induction", **kwargs)
-    assert scores["loss"] < 0.1, scores
-    assert scores["token_accuracy"] > 0.98, scores
+    check("learning.induction_repeat_loss", scores["loss"], "<", 0.1)
+    check("learning.induction_token_accuracy", scores["token_accuracy"], ">", 0.98)

@@ -1,4 +1,6 @@
+import pytest
 import torch
+from bounds import check, seed
 
 from gptscope import ModelConfig, Transformer
 from gptscope.train import DataSpec, TrainConfig, param_groups
@@ -56,19 +58,21 @@ def _one_step(tmp_path, name, batch_size, grad_accum):
     model_cfg = ModelConfig(n_layers=1, d_model=32, n_heads=2, n_ctx=16)
     cfg = TrainConfig(data=DataSpec(task="reverse", task_kwargs={"n_items": 5}),
                       batch_size=batch_size, grad_accum=grad_accum, max_steps=3,
-                      warmup_steps=0, device="cpu", progress=False, eval_every=0, lr=1e-2)
+                      warmup_steps=0, device="cpu", progress=False, eval_every=0, lr=1e-2,
+                      seed=seed(1337))
     trainer = Trainer(model_cfg, cfg, tmp_path / name)
     for _ in range(3):
         trainer.train_step()
+    trainer.close()
     return trainer.model.state_dict()
 
 
+@pytest.mark.learned
 def test_grad_accumulation_equals_bigger_batch(tmp_path):
     big = _one_step(tmp_path, "big", batch_size=32, grad_accum=1)
     accumulated = _one_step(tmp_path, "acc", batch_size=8, grad_accum=4)
-    for name, value in big.items():
-        if name.endswith("b_K"):
-            # The key bias's true gradient is 0 (softmax ignores a shift shared by all keys),
-            # so Adam rescales float noise of ~1e-10 into full-size steps: not comparable.
-            continue
-        torch.testing.assert_close(accumulated[name], value, rtol=0, atol=1e-6, msg=name)
+    # The key bias's true gradient is 0 (softmax ignores a shift shared by all keys), so
+    # Adam rescales float noise of ~1e-10 into full-size steps: not comparable.
+    diff = max((accumulated[name] - value).abs().max().item()
+               for name, value in big.items() if not name.endswith("b_K"))
+    check("optim.grad_accumulation_max_abs_diff", diff, "<=", 1e-6)

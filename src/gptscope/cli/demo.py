@@ -15,9 +15,14 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from gptscope.report import write_report
+    import sys
+    from pathlib import Path
 
-    path = write_report(args.run, args.out)
+    from gptscope.report import build_report
+
+    report = build_report(args.run)
+    print(f"gptscope report: {report.subtitle}", file=sys.stderr)
+    path = report.save(args.out or Path(args.run) / "report.html")
     print(f"report: {path}")
     return 0
 

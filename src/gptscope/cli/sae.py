@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def _train(args: argparse.Namespace) -> int:
-    from gptscope.io.checkpoint import load
+    from gptscope.cli._runs import open_for
     from gptscope.report.sae_dashboard import feature_dashboard
     from gptscope.sae.experiment import train_sae_on_run
     from gptscope.train.runs import run_token_batches
@@ -17,7 +17,7 @@ def _train(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    model = load(args.run)
+    model = open_for("sae train", args.run)
     extra = {"relu": {"l1_coefficient": args.l1}, "topk": {"k": args.k},
              "jumprelu": {"l0_coefficient": args.l0}}[args.kind]
     sae, metrics = train_sae_on_run(args.run, args.hook, kind=args.kind,

@@ -6,10 +6,10 @@ import argparse
 
 
 def _steer(args: argparse.Namespace) -> int:
-    from gptscope.io.checkpoint import load
+    from gptscope.cli._runs import open_for
     from gptscope.steering import SteeringVector
 
-    model = load(args.run)
+    model = open_for("steer", args.run)
     vec = SteeringVector.from_contrast(model, args.pos, args.neg, args.hook,
                                        aligned=not args.last_position)
     kw = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature,

@@ -48,7 +48,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", help="start from a named preset (listed below)")
     p.add_argument("--out", required=True, help="run folder to write (or resume)")
     p.add_argument("--resume", action="store_true",
-                   help="continue from the newest valid checkpoint in --out")
+                   help="continue the run in --out from its newest valid checkpoint; flags "
+                   "that would change its data or model are refused")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run in --out (removes the files gptscope train wrote "
+                   "there; others stay)")
     src = p.add_argument_group("data (replaces the preset's)")
     src.add_argument("--task", help="a synthetic task: reverse, copy, sort, addition, "
                      "modular_addition, induction, brackets")
@@ -169,7 +173,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     model_cfg, train_cfg = build_configs(args)
     try:
-        result = train(model_cfg, train_cfg, args.out, resume=args.resume)
+        result = train(model_cfg, train_cfg, args.out, resume=args.resume,
+                       overwrite=args.overwrite)
     finally:
         teardown()
     if result.out_dir and train_cfg.progress:
@@ -193,9 +198,9 @@ def _prompt(model: Any, text: str) -> Any:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    import gptscope as gs
+    from gptscope.cli._runs import open_for
 
-    model = gs.load(args.run, device=args.device)
+    model = open_for("sample", args.run, device=args.device)
     prompt = _prompt(model, args.prompt)
     if isinstance(prompt, str):
         sys.stdout.write(prompt)
@@ -222,6 +227,7 @@ def run_sample(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     from gptscope.train.evaluate import evaluate_run
 
-    print(json.dumps(evaluate_run(args.run, eval_steps=args.eval_steps, device=args.device),
-                     indent=2))
+    scores = evaluate_run(args.run, eval_steps=args.eval_steps, device=args.device)
+    print(f"gptscope eval: using {scores['weights']}", file=sys.stderr)
+    print(json.dumps(scores, indent=2))
     return 0

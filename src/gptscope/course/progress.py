@@ -9,8 +9,10 @@ longer gap starts a new session), plus the listed minutes of the readings ticked
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -80,8 +82,26 @@ class Progress:
         with self._connect() as db:
             db.executescript(_SCHEMA)
 
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path)
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection for one transaction (committed on success, then closed).
+
+        sqlite errors (a corrupt or unwritable file) become a ValueError naming the file and
+        the fix, so the CLI reports them on one line instead of a traceback.
+        """
+        try:
+            db = sqlite3.connect(self.path)
+            try:
+                with db:
+                    yield db
+            finally:
+                db.close()
+        except sqlite3.Error as e:
+            raise ValueError(
+                f"the progress database {self.path} cannot be used ({type(e).__name__}: {e}); "
+                f"if it is corrupt, move it aside (mv {self.path} {self.path}.broken) to start "
+                "afresh, or set GPTSCOPE_HOME to another folder"
+            ) from e
 
     def _event(self, db: sqlite3.Connection, lesson: str, kind: str, at: str) -> None:
         db.execute("INSERT INTO events (lesson, kind, at) VALUES (?, ?, ?)", (lesson, kind, at))

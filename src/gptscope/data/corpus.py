@@ -20,6 +20,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from gptscope.utils.files import not_utf8
+
 FORMAT_VERSION = 1
 _CHUNK_CHARS = 1 << 20  # encode about 1 MB of text at a time
 
@@ -147,8 +149,12 @@ class TokenFile:
             if not src.is_file():
                 raise ValueError(f"source {src} is not a file")
             # newline="" keeps the file's own line endings in the encoded text.
-            with open(src, encoding="utf-8", newline="") as f:
-                _atomic_write_bytes(out, encoded(f), stale=side)
+            try:
+                with open(src, encoding="utf-8", newline="") as f:
+                    _atomic_write_bytes(out, encoded(f), stale=side)
+            except UnicodeDecodeError:
+                # The decoder's position is within a chunk; not_utf8 finds the file offset.
+                raise not_utf8(src, "token files are built from UTF-8 text") from None
             source_desc = str(src)
 
         tok_type = type(tokenizer)

@@ -40,3 +40,19 @@ def write_with(path: str | Path, writer: Callable[[Path], None]) -> None:
     """Call ``writer(tmp_path)`` and move the result into place atomically."""
     with atomic_path(path) as tmp:
         writer(tmp)
+
+
+def remove_leftovers(folder: str | Path) -> list[Path]:
+    """Delete the temporary files that writers killed mid-write left in ``folder``.
+
+    Only call this while holding the folder's writer lock: another writer's temporary
+    file is indistinguishable from a dead one's.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = [p for p in folder.glob(".*.tmp") if p.is_file()]
+    for p in removed:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+    return removed

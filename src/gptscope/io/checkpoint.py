@@ -15,19 +15,26 @@ from torch import nn
 
 from gptscope.config import ModelConfig
 from gptscope.io.atomic import write_text, write_with
+from gptscope.utils.files import read_json
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 TOKENIZER = "tokenizer.json"
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
+STEP_KEY = "gptscope_step"  # in model.safetensors' metadata: the training step of the weights
 
 
-def save(model: nn.Module, path: str | Path, format: str = "gptscope") -> Path:
+def save(model: nn.Module, path: str | Path, format: str = "gptscope",
+         step: int | None = None) -> Path:
     """Write ``model`` to the folder ``path`` and return it.
 
     format "gptscope": config.json + model.safetensors (+ tokenizer.json when the model
     has a tokenizer). format "hf": a Hugging Face folder that ``transformers`` opens.
+    ``step``: the training step these weights are from, kept in the weights file's metadata
+    (`read_step`), so every command can say which weights it read.
     """
+    if step is not None and (not isinstance(step, int) or isinstance(step, bool) or step < 0):
+        raise ValueError(f"step must be an int >= 0 or None, got {step!r}")
     path = Path(path)
     if format == "hf":
         from gptscope.io.hf_export import save_hf
@@ -42,7 +49,8 @@ def save(model: nn.Module, path: str | Path, format: str = "gptscope") -> Path:
 
     path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    write_with(path / WEIGHTS, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
+    meta = {"format": "pt"} if step is None else {"format": "pt", STEP_KEY: str(step)}
+    write_with(path / WEIGHTS, lambda tmp: save_file(state, str(tmp), metadata=meta))
     write_text(path / CONFIG, cfg.to_json() + "\n")
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is not None:
@@ -53,14 +61,13 @@ def save(model: nn.Module, path: str | Path, format: str = "gptscope") -> Path:
 
 
 def read_config(path: Path) -> ModelConfig:
+    """The ModelConfig of gptscope folder ``path``, with errors that name its config.json."""
     file = path / CONFIG
     if not file.exists():
         raise ValueError(f"{file} is missing; a gptscope folder holds {CONFIG} and {WEIGHTS}")
-    try:
-        data = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{file} is not valid JSON ({e}); the file is corrupt") from e
-    return ModelConfig.from_dict(data)
+    data = read_json(file, "the file is corrupt; re-save the model with gs.save")
+    # A saved config must state every field that changes the computation (from_saved).
+    return ModelConfig.from_saved(data, file)
 
 
 def read_safetensors(file: Path, device: str = "cpu") -> dict[str, Any]:
@@ -74,6 +81,25 @@ def read_safetensors(file: Path, device: str = "cpu") -> dict[str, Any]:
         return load_file(str(file), device=device)
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise ValueError(f"{file} is corrupt or truncated ({e}); re-save or re-download it") from e
+
+
+def read_step(folder: str | Path) -> int | None:
+    """The training step saved with ``folder/model.safetensors``; None when the file was
+    saved without one (``gs.save`` without ``step``, a Hugging Face folder, older runs)."""
+    from safetensors import SafetensorError, safe_open
+
+    file = Path(folder) / WEIGHTS
+    if not file.is_file():
+        return None
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            value = (f.metadata() or {}).get(STEP_KEY)
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{file} is corrupt or truncated ({e}); re-save or re-download it") from e
+    try:
+        return int(value) if value is not None else None
+    except ValueError as e:
+        raise ValueError(f"{file}: metadata {STEP_KEY}={value!r} is not a step number") from e
 
 
 def refuse_pickles(path: Path) -> None:

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from gptscope.io import convert_bert, convert_gpt2
+from gptscope.utils.files import read_json_object
 
 FAMILIES: dict[str, ModuleType] = {"gpt2": convert_gpt2, "bert": convert_bert}
 CONFIG = "config.json"
@@ -75,15 +76,30 @@ def find_in_cache(name: str) -> Path | None:
     cache = hub_cache_dir()
     for repo in dict.fromkeys([name, HUB_ALIASES.get(name, name)]):
         root = cache / ("models--" + repo.replace("/", "--"))
-        ref = root / "refs" / "main"
-        if ref.is_file():
-            snap = root / "snapshots" / ref.read_text().strip()
-            if (snap / CONFIG).is_file():
-                return snap
+        snap = _ref_snapshot(root)
+        if snap is not None and (snap / CONFIG).is_file():
+            return snap
         snaps = [p for p in (root / "snapshots").glob("*") if (p / CONFIG).is_file()]
         if snaps:
             return max(snaps, key=lambda p: p.stat().st_mtime)
     return None
+
+
+def _ref_snapshot(root: Path) -> Path | None:
+    """The snapshot folder that ``root/refs/main`` names, if it names one inside ``root``.
+
+    The ref holds a commit hash; anything else (a path such as ``../..``, binary junk) is
+    ignored, so a damaged cache falls back to its newest snapshot instead of leading
+    outside it.
+    """
+    ref = root / "refs" / "main"
+    try:
+        name = ref.read_text(encoding="utf-8").strip() if ref.is_file() else ""
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not name or Path(name).name != name or name in (".", ".."):
+        return None
+    return root / "snapshots" / name
 
 
 def _offline() -> bool:
@@ -215,17 +231,37 @@ def weight_files(folder: Path) -> list[SafetensorsFile | PickleFile]:
         if (folder / single).is_file():
             return [kind(folder / single)]
         if (folder / index).is_file():
-            try:
-                shards = sorted(set(json.loads((folder / index).read_text())["weight_map"]
-                                    .values()))
-            except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
-                raise ValueError(f"{folder / index} is not a valid shard index ({e})") from e
-            for shard in shards:
-                if not (folder / shard).is_file():
-                    raise ValueError(f"{folder / shard} is missing (listed in {index})")
-            return [kind(folder / s) for s in shards]
+            return [kind(file) for file in shard_files(folder, index)]
     raise ValueError(f"{folder} holds no weights: expected {SAFETENSORS} (or {PICKLE}, or a "
                      f"sharded {SAFETENSORS_INDEX}) next to {CONFIG}")
+
+
+def shard_files(folder: Path, index: str) -> list[Path]:
+    """The shard files named by the ``weight_map`` of the index file ``folder/index``.
+
+    Every entry must name a file inside ``folder``: the index is data from the download,
+    and an entry such as ``../elsewhere/x.safetensors`` must not make gptscope open other
+    files. The file itself may be a symlink: the Hugging Face cache links each snapshot
+    file to ``../../blobs/<hash>``, and links were made by whoever made the folder.
+    """
+    file = folder / index
+    fix = "re-download the model"
+    weight_map = read_json_object(file, fix).get("weight_map")
+    if not isinstance(weight_map, dict) or not all(isinstance(s, str) for s in
+                                                   weight_map.values()):
+        raise ValueError(f"{file} is not a valid shard index: 'weight_map' must be a JSON "
+                         f"object of tensor name -> shard file name; {fix}")
+    root = folder.resolve()
+    shards = []
+    for entry in sorted(set(weight_map.values())):
+        shard = folder / entry
+        if shard.name in ("", ".", "..") or not shard.parent.resolve().is_relative_to(root):
+            raise ValueError(f"{file} lists shard {entry!r}, which lies outside the model "
+                             f"folder {folder}; shards must be files inside it ({fix})")
+        if not shard.is_file():
+            raise ValueError(f"{folder / entry} is missing (listed in {index}); {fix}")
+        shards.append(shard)
+    return shards
 
 
 def read_hf_config(folder: Path) -> dict:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from gptscope.model.layers import KVCache
-from gptscope.model.sampling import sample_next
+from gptscope.model.sampling import check_sampling, draw, finite_rows, is_int, nonfinite_error
 
 if TYPE_CHECKING:
     from gptscope.model.transformer import Transformer
@@ -31,46 +31,90 @@ def _generator(seed: int | None, device: torch.device) -> torch.Generator | None
     return g
 
 
+def _stop_ids(stop_tokens: Any, d_vocab: int) -> list[int]:
+    """None, an id, a collection of ids or an integer tensor -> sorted distinct ids."""
+    if stop_tokens is None:
+        return []
+    if isinstance(stop_tokens, Tensor):
+        if stop_tokens.is_floating_point() or stop_tokens.is_complex() or \
+                stop_tokens.dtype == torch.bool:
+            raise ValueError(f"stop_tokens must hold integer token ids, got a {stop_tokens.dtype}"
+                             " tensor; pass stop_tokens.long() or a list of ints")
+        ids = stop_tokens.flatten().tolist()
+    elif is_int(stop_tokens):
+        ids = [stop_tokens]
+    elif isinstance(stop_tokens, (str, bytes)) or not isinstance(stop_tokens, Iterable):
+        raise ValueError(f"stop_tokens must be token ids (an int, a list of ints or an integer "
+                         f"tensor), got {stop_tokens!r:.80}; for text, pass "
+                         "model.tokenizer.encode(text)")
+    else:
+        ids = list(stop_tokens)
+    bad = [i for i in ids if not (is_int(i) and 0 <= i < d_vocab)]
+    if bad:
+        raise ValueError(f"stop_tokens must be ints in [0, d_vocab={d_vocab}), got {bad[0]!r}; "
+                         "pass ids the tokenizer produced")
+    return sorted({int(i) for i in ids})
+
+
+def _check_args(
+    model: Transformer,
+    max_new_tokens: Any,
+    sampling: tuple[Any, Any, Any],
+    seed: Any,
+    use_cache: Any,
+    on_overflow: Any,
+) -> None:
+    """Refuse bad settings before any work (``stream`` included: it checks when called)."""
+    if not model.cfg.causal:
+        raise ValueError("generate needs a causal model; this one has causal=False (an encoder)")
+    if not (is_int(max_new_tokens) and max_new_tokens >= 0):
+        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}; pass "
+                         "e.g. max_new_tokens=20")
+    check_sampling(*sampling)
+    if seed is not None and not (is_int(seed) and 0 <= seed < 2**64):
+        raise ValueError(f"seed must be an int in [0, 2**64) or None, got {seed!r}; pass e.g. "
+                         "seed=0")
+    if not isinstance(use_cache, bool):
+        raise ValueError(f"use_cache must be True or False, got {use_cache!r}")
+    if on_overflow not in ("slide", "error"):
+        raise ValueError(f"on_overflow must be 'slide' or 'error', got {on_overflow!r}")
+
+
 @torch.inference_mode()
 def _steps(
     model: Transformer,
     tokens: Tensor,
     max_new_tokens: int,
-    temperature: float,
-    top_k: int | None,
-    top_p: float | None,
+    sampling: tuple[float, int | None, float | None],
     seed: int | None,
-    stop_tokens: Iterable[int] | None,
+    stops: list[int],
     use_cache: bool,
     on_overflow: str,
 ) -> Iterator[Tensor]:
-    """Yield the next token ids [batch] until max_new_tokens or every row has stopped."""
-    if not model.cfg.causal:
-        raise ValueError("generate needs a causal model; this one has causal=False (an encoder)")
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    if on_overflow not in ("slide", "error"):
-        raise ValueError(f"on_overflow must be 'slide' or 'error', got {on_overflow!r}")
+    """Yield the next token ids [batch] until max_new_tokens or every row has stopped.
+
+    The arguments are already checked (``_check_args``). One host sync per step reads
+    whether the logits were finite and, with stop tokens, whether every row has stopped.
+    """
     n_ctx = model.cfg.n_ctx
     if on_overflow == "error" and tokens.shape[1] + max_new_tokens > n_ctx:
         raise ValueError(
             f"prompt ({tokens.shape[1]}) + max_new_tokens ({max_new_tokens}) exceeds "
             f"n_ctx={n_ctx}; shorten them or use on_overflow='slide'"
         )
-    if tokens.shape[1] > n_ctx:
-        if on_overflow == "error":
-            model._check_length(tokens.shape[1])
-        tokens = tokens[:, -n_ctx:]
+    tokens = tokens[:, -n_ctx:]
     generator = _generator(seed, tokens.device)
-    stops = torch.tensor(sorted(set(stop_tokens or ())), device=tokens.device, dtype=torch.long)
+    stop_ids = torch.tensor(stops, device=tokens.device, dtype=torch.long)
     done = torch.zeros(tokens.shape[0], dtype=torch.bool, device=tokens.device)
-    window = tokens
+    window = feed = tokens
     cache = None
-    feed = tokens
-    for _ in range(max_new_tokens):
+    for step in range(max_new_tokens):
         if use_cache:
-            if cache is None or cache.length + feed.shape[1] > n_ctx:
-                cache = KVCache(model.cfg, tokens.shape[0], model.device, model.dtype)
+            if cache is None or cache.length + feed.shape[1] > cache.max_len:
+                # Room for this call's tokens only, not n_ctx: a long-context model would
+                # otherwise allocate its whole window per layer for a short generation.
+                max_len = min(n_ctx, window.shape[1] + max_new_tokens - step)
+                cache = KVCache(model.cfg, tokens.shape[0], model.device, model.dtype, max_len)
                 feed = window[:, -n_ctx:]
             x = model(feed, return_type=None, stop_at_layer=model.cfg.n_layers, past=cache)
         else:
@@ -80,16 +124,44 @@ def _steps(
         if model.ln_final is not None:
             last = model.ln_final(last)
         logits = model.unembed(last)[:, -1]  # [batch, d_vocab]
-        nxt = sample_next(logits, temperature, top_k, top_p, generator)
-        if stops.numel():
-            # Rows that already stopped keep repeating their stop token.
-            nxt = torch.where(done, window[:, -1], nxt)
-            done = done | torch.isin(nxt, stops)
+        nxt, done, stopped = _pick(logits, sampling, generator, window[:, -1], stop_ids, done,
+                                   step)
         yield nxt
+        if stopped:
+            return
         feed = nxt[:, None]
         window = torch.cat([window, feed], dim=1)
-        if stops.numel() and bool(done.all()):
-            return
+
+
+def _pick(
+    logits: Tensor,
+    sampling: tuple[float, int | None, float | None],
+    generator: torch.Generator | None,
+    previous: Tensor,
+    stop_ids: Tensor,
+    done: Tensor,
+    step: int,
+) -> tuple[Tensor, Tensor, bool]:
+    """Sample from logits [batch, d_vocab]; return (ids [batch], done [batch], all stopped).
+
+    Raises if a row cannot be sampled (NaN, +inf, or every token -inf): greedy would
+    otherwise return token 0 for it, and multinomial fails (on CUDA, with a device assert).
+    """
+    rows_ok = finite_rows(logits)
+    safe = logits
+    if sampling[0] > 0:  # keep NaN away from multinomial until the check below has run
+        safe = logits.where(rows_ok[:, None], 0.0)
+    nxt = draw(safe, *sampling, generator)
+    if stop_ids.numel():
+        # Rows that already stopped keep repeating their stop token.
+        nxt = torch.where(done, previous, nxt)
+        done = done | torch.isin(nxt, stop_ids)
+        ok, stopped = torch.stack((rows_ok.all(), done.all())).tolist()  # one sync
+    else:
+        ok, stopped = bool(rows_ok.all()), False
+    if not ok:
+        raise nonfinite_error(logits, f"generation step {step} produced logits")
+    return nxt, done, stopped
 
 
 def _prepare(model: Transformer, tokens: Any) -> tuple[Tensor, bool]:
@@ -106,18 +178,21 @@ def generate(
     top_k: int | None = None,
     top_p: float | None = None,
     seed: int | None = None,
-    stop_tokens: Iterable[int] | None = None,
+    stop_tokens: Iterable[int] | int | Tensor | None = None,
     use_cache: bool = True,
     on_overflow: str = "slide",
 ) -> Any:
     """Continue ``tokens`` [batch, pos] by up to ``max_new_tokens``; returns [batch, pos + new].
 
     A string prompt (with ``model.tokenizer``) returns a string. temperature 0 is greedy.
-    Generation stops early once every row has produced one of ``stop_tokens``.
+    Generation stops early once every row has produced one of ``stop_tokens`` (an id, a
+    collection of ids or an integer tensor). Raises ValueError if the logits turn NaN/inf.
     """
+    sampling = (temperature, top_k, top_p)
+    _check_args(model, max_new_tokens, sampling, seed, use_cache, on_overflow)
+    stops = _stop_ids(stop_tokens, model.cfg.d_vocab)
     ids, squeeze = _prepare(model, tokens)
-    new = list(_steps(model, ids, max_new_tokens, temperature, top_k, top_p, seed,
-                      stop_tokens, use_cache, on_overflow))
+    new = list(_steps(model, ids, max_new_tokens, sampling, seed, stops, use_cache, on_overflow))
     out = torch.cat([ids, torch.stack(new, dim=1)], dim=1) if new else ids
     if isinstance(tokens, str):
         return model.tokenizer.decode(out[0].tolist())
@@ -132,21 +207,23 @@ def stream(
     top_k: int | None = None,
     top_p: float | None = None,
     seed: int | None = None,
-    stop_tokens: Iterable[int] | None = None,
+    stop_tokens: Iterable[int] | int | Tensor | None = None,
     use_cache: bool = True,
     on_overflow: str = "slide",
 ) -> Iterator[Any]:
     """Like ``generate`` but yields each step: a string piece for string prompts, an int for
-    a single sequence, else a LongTensor [batch]."""
+    a single sequence, else a LongTensor [batch]. Bad arguments raise here, not at the
+    first ``next``."""
+    sampling = (temperature, top_k, top_p)
+    _check_args(model, max_new_tokens, sampling, seed, use_cache, on_overflow)
+    stops = _stop_ids(stop_tokens, model.cfg.d_vocab)
     ids, _ = _prepare(model, tokens)
-    steps = _steps(model, ids, max_new_tokens, temperature, top_k, top_p, seed, stop_tokens,
-                   use_cache, on_overflow)
+    steps = _steps(model, ids, max_new_tokens, sampling, seed, stops, use_cache, on_overflow)
     if isinstance(tokens, str):
-        yield from _decode_stream(model.tokenizer, (int(t[0]) for t in steps))
-    elif ids.shape[0] == 1:
-        yield from (int(t[0]) for t in steps)
-    else:
-        yield from steps
+        return _decode_stream(model.tokenizer, (int(t[0]) for t in steps))
+    if ids.shape[0] == 1:
+        return (int(t[0]) for t in steps)
+    return steps
 
 
 def _decode_stream(tokenizer: Any, ids: Iterator[int]) -> Iterator[str]:

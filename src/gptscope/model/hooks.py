@@ -30,8 +30,9 @@ ON_REQUEST = ("hook_result",)
 class HookPoint(nn.Module):
     """An identity layer with a name; forward and backward functions can be attached.
 
-    ``fn(tensor, hook)`` may return a new tensor (replacing the activation) or None (keeping
-    it, possibly edited in place). A function with ``fn.reads_only = True`` promises not to
+    ``fn(tensor, hook)`` may return a new tensor of the same shape, dtype and device
+    (replacing the activation; anything else is a ValueError naming fn and the hook) or None
+    (keeping it, possibly edited in place). A function with ``fn.reads_only = True`` promises not to
     edit, which spares the copy described in ``__init__``. A spliced module (``splice``)
     transforms the activation first; its own hook points become addressable under this
     point's name.
@@ -58,19 +59,16 @@ class HookPoint(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.splice is not None:
-            x = self.splice(x)
+            # Shape only: a module (an SAE) may compute in its own dtype, as before.
+            x = _checked(self.splice(x), x, f"module {type(self.splice).__name__} attached at "
+                         f"{self.name}", attrs=("shape",))
         if self.saved_for_backward and x.requires_grad and any(
                 not getattr(fn, "reads_only", False) for fn in self.fwd_fns):
             x = x.clone()  # an in-place edit would otherwise break the producer's backward
         for fn in self.fwd_fns:
             out = fn(x, self)
             if out is not None:
-                if out.shape != x.shape:
-                    raise ValueError(
-                        f"hook function on {self.name} returned shape {tuple(out.shape)}, "
-                        f"expected {tuple(x.shape)}; return a tensor of the input's shape or None"
-                    )
-                x = out
+                x = _checked(out, x, f"hook function {_fn_name(fn)} on {self.name}")
         if self.bwd_fns and x.requires_grad:
             # Bind the functions attached now: run_with_hooks removes them before the
             # caller's backward pass, which must still run them on this forward's graph.
@@ -82,7 +80,8 @@ class HookPoint(nn.Module):
         for fn in fns:
             out = fn(grad, self)
             if out is not None:
-                grad = out
+                grad = _checked(out, grad, f"backward hook function {_fn_name(fn)} on "
+                                f"{self.name}", "return a gradient of the input's")
         return grad
 
     def extra_repr(self) -> str:
@@ -94,6 +93,30 @@ class HookPoint(nn.Module):
         if not hasattr(self, "_ctx"):
             self._ctx: dict = {}
         return self._ctx
+
+
+def _fn_name(fn: Any) -> str:
+    return getattr(fn, "__name__", None) or repr(fn)
+
+
+def _checked(out: Any, x: Tensor, who: str, fix: str = "return a tensor of the input's",
+             attrs: tuple[str, ...] = ("shape", "dtype", "device")) -> Tensor:
+    """``out`` if it can stand in for ``x`` (same ``attrs``), else a ValueError naming ``who``:
+    a wrong tensor would otherwise fail later, deep inside torch, or silently change the
+    dtype of everything downstream."""
+    if not isinstance(out, Tensor):
+        raise ValueError(f"{who} returned {type(out).__name__}, expected a Tensor; {fix} "
+                         "shape, dtype and device, or None to keep the (possibly edited) input")
+    for attr in attrs:
+        got, want = getattr(out, attr), getattr(x, attr)
+        if got != want:
+            if attr == "shape":
+                got, want, hint = tuple(got), tuple(want), ""
+            else:
+                hint = f" (x.to({want}))" if attr == "dtype" else f" (x.to('{want}'))"
+            raise ValueError(f"{who} returned {attr} {got}, expected {want}; {fix} {attr}"
+                             f"{hint} or None")
+    return out
 
 
 def act_name(name: str, layer: int | None = None, sub: str | None = None) -> str:
@@ -120,6 +143,29 @@ def act_name(name: str, layer: int | None = None, sub: str | None = None) -> str
     return f"blocks.{layer}.hook_{name}"
 
 
+def _one_name(hook_name: Any) -> str:
+    if not isinstance(hook_name, str):
+        raise ValueError(f"hook_name must be one hook's name (a str), got {hook_name!r:.80}")
+    return hook_name
+
+
+def _hook_entries(arg: str, entries: Any) -> list[tuple[Any, HookFn]]:
+    """Check ``fwd_hooks``/``bwd_hooks``: an iterable of (name or filter, fn) pairs."""
+    example = "e.g. [('blocks.0.hook_resid_pre', fn)]"
+    if isinstance(entries, (str, bytes, dict)) or not isinstance(entries, Iterable):
+        raise ValueError(f"{arg} must be a list of (hook name or filter, fn) pairs, got "
+                         f"{entries!r:.80}; {example}")
+    entries = list(entries)
+    for i, entry in enumerate(entries):
+        if not (isinstance(entry, (tuple, list)) and len(entry) == 2):
+            raise ValueError(f"{arg}[{i}] must be a (hook name or filter, fn) pair, got "
+                             f"{entry!r:.80}; {arg} is a list of pairs, {example}")
+        if not callable(entry[1]):
+            raise ValueError(f"{arg}[{i}] = ({entry[0]!r}, {entry[1]!r:.40}): the second item "
+                             "must be a function fn(tensor, hook) -> tensor or None")
+    return entries
+
+
 class HookedModule(nn.Module):
     """Mixin giving a module TransformerLens-style hook management.
 
@@ -138,16 +184,26 @@ class HookedModule(nn.Module):
 
     # -- finding hook points -------------------------------------------------------------
 
-    def _resolve(self, names: NameFilter, *, default_all: bool) -> list[HookPoint]:
+    def _resolve(self, names: NameFilter, *, default_all: bool,
+                 arg: str = "names_filter") -> list[HookPoint]:
+        """The hook points ``names`` picks; ``arg`` names it in errors."""
         hook_dict = self.hook_dict
         if names is None:
             if not default_all:
                 return []
             return [h for n, h in hook_dict.items() if not n.endswith(ON_REQUEST)]
+        if isinstance(names, nn.Module):  # callable, but not a filter: it returns its input
+            raise ValueError(f"{arg} got the module {names!r}; pass its name (e.g. hook.name)")
         if callable(names):
             return [h for n, h in hook_dict.items() if names(n)]
         if isinstance(names, str):
             names = [names]
+        elif isinstance(names, Iterable) and not isinstance(names, bytes):
+            names = list(names)
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"{arg} must be a hook name, a list of hook names or a function "
+                             f"name -> bool, got {names!r:.80}; e.g. 'blocks.0.hook_resid_pre' "
+                             "or lambda name: name.endswith('hook_pattern')")
         points = []
         for n in names:
             if n not in hook_dict:
@@ -177,9 +233,10 @@ class HookedModule(nn.Module):
         """
         added: list[tuple[list[HookFn], HookFn]] = []
         try:
-            for entries, attr in ((fwd_hooks, "fwd_fns"), (bwd_hooks, "bwd_fns")):
-                for name, fn in entries:
-                    for point in self._resolve(name, default_all=False):
+            for arg, entries, attr in (("fwd_hooks", fwd_hooks, "fwd_fns"),
+                                       ("bwd_hooks", bwd_hooks, "bwd_fns")):
+                for i, (name, fn) in enumerate(_hook_entries(arg, entries)):
+                    for point in self._resolve(name, default_all=False, arg=f"{arg}[{i}]"):
                         fns = getattr(point, attr)
                         fns.append(fn)
                         added.append((fns, fn))
@@ -226,6 +283,14 @@ class HookedModule(nn.Module):
         """
         from gptscope.model.cache import ActivationCache
 
+        if not isinstance(incl_bwd, bool):
+            raise ValueError(f"incl_bwd must be True or False, got {incl_bwd!r}")
+        if device is not None:
+            try:
+                device = torch.device(device)
+            except (RuntimeError, TypeError) as e:
+                raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got "
+                                 f"{device!r}") from e
         store: dict[str, Tensor] = {}
 
         def save(tensor: Tensor, hook: HookPoint) -> None:
@@ -261,7 +326,7 @@ class HookedModule(nn.Module):
 
         The module's own HookPoints become hooks named ``f"{hook_name}.{their path}"``.
         """
-        point = self._resolve(hook_name, default_all=False)[0]
+        point = self._resolve(_one_name(hook_name), default_all=False)[0]
         if point.splice is not None:
             raise ValueError(f"{hook_name} already has a module attached; detach it first")
         point.splice = module
@@ -269,7 +334,7 @@ class HookedModule(nn.Module):
 
     def detach(self, hook_name: str) -> nn.Module:
         """Remove and return the module attached at ``hook_name``."""
-        point = self._resolve(hook_name, default_all=False)[0]
+        point = self._resolve(_one_name(hook_name), default_all=False)[0]
         if point.splice is None:
             raise ValueError(f"nothing is attached at {hook_name}")
         module, point.splice = point.splice, None

@@ -8,6 +8,7 @@ fused LayerNorm) and fall back to the written-out path only when a hook needs to
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -45,19 +46,45 @@ class Embed(nn.Module):
         return F.embedding(tokens, self.W_E)  # [batch, pos, d_model]
 
 
+# Fixed position tables (sinusoidal W_pos, rotary cos/sin) start with this many rows and
+# double on demand up to n_ctx, so a model with a huge n_ctx costs memory only for the
+# positions it reads. Models with n_ctx <= this get their whole table at init: their
+# forward never grows it, and torch.compile traces it as one graph.
+EAGER_POSITIONS = 4096
+
+
+def table_rows(n_ctx: int, have: int = 0, need: int = 0) -> int:
+    """Rows for a position table that holds ``have`` rows and must cover ``need`` positions."""
+    return min(n_ctx, max(need, 2 * have, EAGER_POSITIONS))
+
+
 class PosEmbed(nn.Module):
     """Positions -> vectors: learned (a parameter) or sinusoidal (a fixed buffer).
 
-    W_pos: [n_ctx, d_model].
+    W_pos: [n_ctx, d_model] when learned. The sinusoidal table is built lazily: it holds
+    the first ``table_rows(n_ctx)`` positions and grows (``ensure``) as longer inputs come.
     """
 
     def __init__(self, cfg: ModelConfig, device=None, dtype=None) -> None:
         super().__init__()
-        if cfg.positional == "learned":
+        self.n_ctx, self.d_model = cfg.n_ctx, cfg.d_model
+        self.learned = cfg.positional == "learned"
+        if self.learned:
             self.W_pos = _param(cfg.n_ctx, cfg.d_model, device=device, dtype=dtype)
         else:
-            table = gf.sinusoidal_positions(cfg.n_ctx, cfg.d_model)
-            self.register_buffer("W_pos", table.to(device=device, dtype=dtype), persistent=False)
+            self.register_buffer("W_pos", None, persistent=False)
+            self.build(table_rows(cfg.n_ctx), device, dtype)
+
+    def build(self, rows: int, device=None, dtype=None) -> None:
+        """(Re)make the sinusoidal table with ``rows`` positions on ``device``."""
+        table = gf.sinusoidal_positions(rows, self.d_model)
+        self.W_pos = table.to(device=device, dtype=dtype)
+
+    def ensure(self, n_pos: int) -> None:
+        """Grow a sinusoidal table to cover positions [0, n_pos) (learned: nothing to do)."""
+        have = self.W_pos.shape[0]
+        if not self.learned and n_pos > have:
+            self.build(table_rows(self.n_ctx, have, n_pos), self.W_pos.device, self.W_pos.dtype)
 
     def forward(self, positions: Tensor) -> Tensor:
         """positions: [pos] or [batch, pos] -> [pos, d_model] or [batch, pos, d_model]."""
@@ -122,6 +149,14 @@ class LayerNorm(nn.Module):
         # A hook replaced or edited the scale, or autograd needs it on the gradient path
         # (as in TransformerLens, where the scale's gradient is cached too): divide by it.
         return (x - mean if mean is not None else x) / hooked
+
+
+class PaddingMask(NamedTuple):
+    """The mask of a padded batch. allowed: bool [batch, 1, query, key] (True = attend);
+    pad: bool [batch, 1, key, 1], True at padding keys (zeroed, so nothing in them leaks)."""
+
+    allowed: Tensor
+    pad: Tensor
 
 
 class Attention(nn.Module):
@@ -195,9 +230,13 @@ class Attention(nn.Module):
         rope: tuple[Tensor, Tensor] | None = None,
         kv: KVLayer | None = None,
     ) -> Tensor:
-        """x: [batch, pos, d_model]; mask: bool [batch or 1, 1, query, key] (True = attend)
-        or None for plain causal (or no mask when not causal). Returns [batch, pos, d_model].
+        """x: [batch, pos, d_model]; mask: bool [batch or 1, 1, query, key] (True = attend),
+        a PaddingMask, or None for plain causal (or no mask when not causal). Returns
+        [batch, pos, d_model].
         """
+        pad = None
+        if isinstance(mask, PaddingMask):
+            mask, pad = mask
         q, k, v = self._qkv(x)
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         if rope is not None:
@@ -206,6 +245,12 @@ class Attention(nn.Module):
         qh, kh, vh = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         if kv is not None:
             kh, vh = kv.append(kh, vh)  # every cached key and value: [batch, head, key, d_head]
+        if pad is not None:
+            # Padding must not reach real tokens even when it holds NaN or inf: a masked
+            # weight of 0 times a NaN value is still NaN (in both paths), and SDPA adds its
+            # mask as -inf, which a NaN score survives.
+            zero = kh.new_zeros(())  # torch.where: ~1.6x faster than masked_fill on CPU
+            kh, vh = torch.where(pad, zero, kh), torch.where(pad, zero, vh)
         causal = self.cfg.causal and mask is None
         dropout = self.cfg.dropout if self.training else 0.0
         if not (self.hook_attn_scores.active or self.hook_pattern.active):
@@ -213,6 +258,12 @@ class Attention(nn.Module):
                 qh, kh, vh, attn_mask=mask, dropout_p=dropout,
                 is_causal=causal and qh.shape[-2] == kh.shape[-2] and qh.shape[-2] > 1,
             )
+            # A query whose scores are all NaN (a NaN query, or NaN keys wherever it looks)
+            # comes out of SDPA's flash kernel as 0, like a fully masked row, while the
+            # written-out path below gives NaN. Adding 0 * (query + first key), NaN exactly
+            # then (every query sees key 0, or key 0 is zeroed padding), keeps broken
+            # weights from looking healthy. Out of place: SDPA keeps z for its backward.
+            z = z + 0.0 * (qh.sum(-1, keepdim=True) + kh[..., :1, :].sum(-1, keepdim=True))
         else:
             if causal and qh.shape[-2] > 1:
                 mask = gf.causal_mask(qh.shape[-2], kh.shape[-2], device=x.device)
@@ -314,10 +365,10 @@ class Block(nn.Module):
 
 
 class KVLayer:
-    """One layer's cached keys and values, preallocated to n_ctx: [batch, head, n_ctx, d_head]."""
+    """One layer's cached keys and values, preallocated: [batch, head, max_len, d_head]."""
 
     def __init__(self, cache: KVCache, batch: int, cfg: ModelConfig, device, dtype) -> None:
-        shape = (batch, cfg.n_heads, cfg.n_ctx, cfg.d_head)
+        shape = (batch, cfg.n_heads, cache.max_len, cfg.d_head)
         self.cache = cache
         self.k = torch.empty(shape, device=device, dtype=dtype)
         self.v = torch.empty(shape, device=device, dtype=dtype)
@@ -335,10 +386,21 @@ class KVCache:
     """Keys and values of every layer, so generation feeds only the new tokens each step.
 
     ``length`` counts the positions already cached; the model advances it after each
-    forward pass that used the cache.
+    forward pass that used the cache. ``max_len`` (default n_ctx) is how many positions it
+    holds: ``generate`` asks for prompt + new tokens only, so a model with a long context
+    does not allocate all of it for a short generation.
     """
 
-    def __init__(self, cfg: ModelConfig, batch: int, device=None, dtype=None) -> None:
+    def __init__(self, cfg: ModelConfig, batch: int, device=None, dtype=None,
+                 max_len: int | None = None) -> None:
+        max_len = cfg.n_ctx if max_len is None else max_len
+        for name, value, high in (("batch", batch, None), ("max_len", max_len, cfg.n_ctx)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1 or \
+                    (high is not None and value > high):
+                limit = f"in [1, n_ctx={high}]" if high else ">= 1"
+                raise ValueError(f"KVCache {name} must be an int {limit}, got {value!r}")
         self.length = 0
         self.n_ctx = cfg.n_ctx
+        self.batch = batch
+        self.max_len = max_len
         self.layers = [KVLayer(self, batch, cfg, device, dtype) for _ in range(cfg.n_layers)]

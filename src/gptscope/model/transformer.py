@@ -12,16 +12,20 @@ from torch import Tensor, nn
 
 from gptscope.config import ModelConfig
 from gptscope.model import functional as gf
+from gptscope.model import inputs
 from gptscope.model.hooks import HookedModule, HookPoint
-from gptscope.model.layers import ACTIVATIONS, Block, Embed, KVCache, LayerNorm, PosEmbed
+from gptscope.model.layers import (
+    ACTIVATIONS,
+    Block,
+    Embed,
+    KVCache,
+    LayerNorm,
+    PaddingMask,
+    PosEmbed,
+    table_rows,
+)
 
 RETURN_TYPES = ("logits", "loss", "both", None)
-
-
-def _compiling() -> bool:
-    """True while torch.compile traces this code (torch >= 2.3 can tell; older: False)."""
-    check = getattr(torch.compiler, "is_compiling", None)
-    return bool(check is not None and check())
 
 
 class Transformer(HookedModule):
@@ -52,7 +56,8 @@ class Transformer(HookedModule):
         if cfg.embed_norm:
             self.embed_ln = LayerNorm(cfg, cfg.normalization or "layer", device, dtype)
         if cfg.positional == "rotary":
-            cos, sin = gf.rotary_angles(cfg.n_ctx, cfg.rotary_dim, cfg.rotary_base)
+            # Built for the first positions only and grown on demand (_ensure_positions).
+            cos, sin = gf.rotary_angles(table_rows(cfg.n_ctx), cfg.rotary_dim, cfg.rotary_base)
             self.register_buffer("rotary_cos", cos.to(device), persistent=False)
             self.register_buffer("rotary_sin", sin.to(device), persistent=False)
         self.drop = nn.Dropout(cfg.dropout)
@@ -91,15 +96,29 @@ class Transformer(HookedModule):
         """Recompute the fixed tables (sinusoidal positions, rotary angles) on ``device``.
 
         They are not saved in checkpoints; a model built on the meta device needs them made.
+        Like at init, they cover the first ``table_rows(n_ctx)`` positions and grow on demand.
         """
         device = device or self.device
-        cfg = self.cfg
-        if cfg.positional == "sinusoidal":
-            table = gf.sinusoidal_positions(cfg.n_ctx, cfg.d_model)
-            self.pos_embed.W_pos = table.to(device=device, dtype=self.dtype)
-        if cfg.positional == "rotary":
-            cos, sin = gf.rotary_angles(cfg.n_ctx, cfg.rotary_dim, cfg.rotary_base)
-            self.rotary_cos, self.rotary_sin = cos.to(device), sin.to(device)
+        if self.cfg.positional == "sinusoidal":
+            self.pos_embed.build(table_rows(self.cfg.n_ctx), device, self.dtype)
+        if self.cfg.positional == "rotary":
+            self._build_rotary(table_rows(self.cfg.n_ctx), device)
+
+    def _build_rotary(self, rows: int, device) -> None:
+        """(Re)make the rotary cos/sin tables for positions [0, rows) on ``device``."""
+        cos, sin = gf.rotary_angles(rows, self.cfg.rotary_dim, self.cfg.rotary_base)
+        self.rotary_cos, self.rotary_sin = cos.to(device), sin.to(device)
+
+    def _ensure_positions(self, n_pos: int) -> None:
+        """Grow the position tables to cover positions [0, n_pos), doubling, up to n_ctx.
+
+        Python-level shape checks only: free in forward, and constant under torch.compile.
+        """
+        if self.cfg.positional == "sinusoidal":
+            self.pos_embed.ensure(n_pos)
+        elif self.cfg.positional == "rotary" and n_pos > self.rotary_cos.shape[0]:
+            rows = table_rows(self.cfg.n_ctx, self.rotary_cos.shape[0], n_pos)
+            self._build_rotary(rows, self.rotary_cos.device)
 
     def _stack(self, module: str, attr: str) -> Tensor:
         if not len(self.blocks):  # n_layers=0: an empty stack, still [0, ...]-shaped
@@ -125,9 +144,10 @@ class Transformer(HookedModule):
 
     @property
     def W_pos(self) -> Tensor:
-        """[n_ctx, d_model]: learned or sinusoidal position vectors."""
+        """[n_ctx, d_model]: learned or sinusoidal position vectors (all n_ctx of them)."""
         if not hasattr(self, "pos_embed"):
             raise ValueError(f"positional={self.cfg.positional!r} models have no W_pos")
+        self.pos_embed.ensure(self.cfg.n_ctx)  # an explicit request builds the full table
         return self.pos_embed.W_pos
 
     @property
@@ -138,51 +158,16 @@ class Transformer(HookedModule):
     def dtype(self) -> torch.dtype:
         return self.embed.W_E.dtype
 
-    # -- input checks ----------------------------------------------------------------------
+    # -- input checks (gptscope.model.inputs) ----------------------------------------------
 
     def to_tokens(self, tokens: Any) -> Tensor:
-        """Accept a string (needs a tokenizer), a list of ids or a tensor; return [batch, pos]."""
-        if isinstance(tokens, str):
-            if self.tokenizer is None:
-                raise ValueError(
-                    "got a string but this model has no tokenizer; pass token ids, or set "
-                    "model.tokenizer (gs.load attaches the run's tokenizer.json)"
-                )
-            tokens = self.tokenizer.encode(tokens)
-        if isinstance(tokens, (list, tuple)):
-            tokens = torch.tensor(tokens, dtype=torch.long)
-        if not isinstance(tokens, Tensor):
-            raise ValueError(f"tokens must be a LongTensor [batch, pos], got {type(tokens)}")
-        if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
-            raise ValueError(
-                f"tokens must be integer ids, got dtype {tokens.dtype}; use tokens.long() if "
-                "they are whole numbers, or pass residual vectors with start_at_layer"
-            )
-        if tokens.dim() == 1:
-            tokens = tokens.unsqueeze(0)
-        if tokens.dim() != 2:
-            raise ValueError(f"tokens must be [batch, pos], got shape {tuple(tokens.shape)}")
-        if tokens.numel() == 0:
-            raise ValueError(f"tokens are empty (shape {tuple(tokens.shape)}); pass at least one")
-        if _compiling():
-            # Reading the range back would split the compiled graph (and wait on the GPU);
-            # out-of-range ids still fail, inside the embedding lookup.
-            return tokens.to(self.device)
-        lo, hi = tokens.aminmax()
-        if lo.item() < 0 or hi.item() >= self.cfg.d_vocab:
-            raise ValueError(
-                f"token ids must lie in [0, d_vocab={self.cfg.d_vocab}); got min {lo.item()}, "
-                f"max {hi.item()}. Is the tokenizer the one this model was trained with?"
-            )
-        return tokens.to(self.device)
+        """Accept a string (needs a tokenizer), a list of ids (or of equally long lists), a
+        numpy array or an integer tensor; return a LongTensor [batch, pos] on the model's
+        device."""
+        return inputs.token_ids(tokens, self.tokenizer, self.cfg.d_vocab, self.device)
 
     def _check_length(self, n: int) -> None:
-        if n > self.cfg.n_ctx:
-            raise ValueError(
-                f"sequence of length {n} exceeds n_ctx={self.cfg.n_ctx}; keep the last "
-                f"{self.cfg.n_ctx} tokens (tokens[:, -{self.cfg.n_ctx}:]) or use a model "
-                "with a larger n_ctx"
-            )
+        inputs.check_length(n, self.cfg.n_ctx)
 
     # -- forward ---------------------------------------------------------------------------
 
@@ -209,24 +194,24 @@ class Transformer(HookedModule):
             x = self.embed_ln(x)
         return self.drop(x)
 
-    def _attention_mask(self, attention_mask: Tensor | None, n_query: int, n_key: int):
-        """Combine causality and padding into a bool [batch, 1, query, key] mask, or None.
+    def _attention_mask(self, keys: Tensor | None, n_query: int, n_key: int):
+        """Combine causality and padding (keys: bool [batch, key], True = real token) into a
+        bool [batch, 1, query, key] mask (a PaddingMask with padding), or None.
 
         None lets SDPA use its causal kernel. Each query always sees itself, so fully
         padded rows give finite (ignored) values instead of NaN.
         """
-        if attention_mask is None:
+        if keys is None:
             if self.cfg.causal and n_query != n_key and n_query > 1:
                 return gf.causal_mask(n_query, n_key, device=self.device)[None, None]
             return None
-        keys = attention_mask.to(self.device).bool()[:, None, None, :]  # [batch, 1, 1, key]
-        mask = keys.expand(-1, 1, n_query, -1)
+        mask = keys[:, None, None, :].expand(-1, 1, n_query, -1)  # [batch, 1, query, key]
         if self.cfg.causal:
             mask = mask & gf.causal_mask(n_query, n_key, device=self.device)
         diag = torch.eye(n_query, n_key, dtype=torch.bool, device=self.device).roll(
             n_key - n_query, dims=-1
         )
-        return mask | diag
+        return PaddingMask(mask | diag, ~keys[:, None, :, None])
 
     def forward(
         self,
@@ -245,13 +230,18 @@ class Transformer(HookedModule):
         with ``start_at_layer`` it is instead the residual stream [batch, pos, d_model].
         return_type: "logits" [batch, pos, d_vocab], "loss" (mean next-token loss; per token
         [batch, pos - 1] with ``loss_per_token``), "both" (logits, loss) or None.
-        attention_mask: [batch, pos], 1 for real tokens and 0 for padding.
+        attention_mask: [batch, pos] (with ``past``: [batch, cached + new positions]), 1 for
+        real tokens and 0 for padding; nothing in padded positions reaches real tokens.
+        start_at_layer / stop_at_layer: ints in [-n_layers, n_layers], negative from the end.
         stop_at_layer: return the residual stream entering that block, [batch, pos, d_model].
         past: a KVCache for incremental decoding (see ``generate``).
         """
         if return_type not in RETURN_TYPES:
             raise ValueError(f"return_type must be one of {RETURN_TYPES}, got {return_type!r}")
-        offset = past.length if past is not None else 0
+        if not isinstance(loss_per_token, bool):
+            raise ValueError(f"loss_per_token must be True or False, got {loss_per_token!r}")
+        start, stop = inputs.layer_range(self.cfg.n_layers, start_at_layer, stop_at_layer)
+        offset = inputs.past_length(past, self.cfg.n_layers)
         # Hooks that care where they are in the sequence (steering "from position k") read
         # this: the absolute position of this call's first token, > 0 during cached decoding.
         self.pos_offset = offset
@@ -259,25 +249,26 @@ class Transformer(HookedModule):
             tokens = self.to_tokens(tokens)
             batch, n = tokens.shape
             self._check_length(offset + n)
-            if attention_mask is not None and offset == 0:
-                positions = (attention_mask.to(self.device).long().cumsum(-1) - 1).clamp(min=0)
-            else:
-                positions = torch.arange(offset, offset + n, device=self.device)
+            keys, token_type_ids = inputs.mask_and_types(self.cfg, attention_mask,
+                                                         token_type_ids, tokens, past,
+                                                         self.device)
+            positions = inputs.positions(keys, offset, n, self.device)
+            self._ensure_positions(offset + n)
             x = self.embed_tokens(tokens, positions, token_type_ids)
         else:
-            x, n = tokens, tokens.shape[1]
-            if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[-1] != self.cfg.d_model:
-                raise ValueError(
-                    f"with start_at_layer, pass the residual stream [batch, pos, "
-                    f"d_model={self.cfg.d_model}], got {getattr(x, 'shape', type(x))}"
-                )
-            positions = torch.arange(offset, offset + n, device=x.device)
+            x = inputs.residual_input(tokens, self.cfg.d_model, self.device, self.dtype)
+            n = x.shape[1]
+            self._check_length(offset + n)
+            keys, _ = inputs.mask_and_types(self.cfg, attention_mask, token_type_ids, x, past,
+                                            self.device)
+            positions = inputs.positions(keys, offset, n, self.device)
+            self._ensure_positions(offset + n)
         rope = None
         if self.cfg.positional == "rotary":
             rope = (self.rotary_cos[positions], self.rotary_sin[positions])
-        mask = self._attention_mask(attention_mask, n, offset + n)
-        for i, block in enumerate(self.blocks[start_at_layer:stop_at_layer]):
-            layer = (start_at_layer or 0) + i
+        mask = self._attention_mask(keys, n, offset + n)
+        for i, block in enumerate(self.blocks[start:stop]):
+            layer = start + i
             x = block(x, mask, rope, past.layers[layer] if past is not None else None)
         if past is not None:
             past.length += n
@@ -292,7 +283,8 @@ class Transformer(HookedModule):
         logits = self.unembed(x)
         if return_type == "logits":
             return logits
-        loss = self.loss(logits, tokens, attention_mask, per_token=loss_per_token)
+        keep = keys[:, offset:] if keys is not None else None
+        loss = self.loss(logits, tokens, keep, per_token=loss_per_token)
         return loss if return_type == "loss" else (logits, loss)
 
     @staticmethod

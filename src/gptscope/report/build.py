@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,23 +9,6 @@ import torch
 
 from gptscope.report import sections
 from gptscope.viz import Report
-
-
-def load_any(path: str | Path) -> Any:
-    """A gptscope run folder (``gs.load``) or a Hugging Face folder (``load_pretrained``)."""
-    from gptscope.io.checkpoint import load
-    from gptscope.io.hf_import import load_pretrained
-
-    path = Path(path)
-    config = path / "config.json"
-    if config.exists():
-        try:
-            is_hf = "model_type" in json.loads(config.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{config} is not valid JSON ({e})") from e
-        if is_hf:
-            return load_pretrained(path)
-    return load(path)
 
 
 def sample_tokens(model: Any, n: int = 24) -> torch.Tensor:
@@ -39,11 +21,22 @@ def sample_tokens(model: Any, n: int = 24) -> torch.Tensor:
 
 
 def build_report(run: str | Path | Any, title: str | None = None) -> Report:
-    """A report for a run folder, a Hugging Face folder, or a model object."""
-    model = load_any(run) if isinstance(run, (str, Path)) else run
+    """A report for a run folder, a Hugging Face folder, or a model object.
+
+    For a folder, the newest good weights are used (`open_run`: an unfinished run's newest
+    checkpoint) and the report's subtitle says which: ``report.subtitle``.
+    """
+    from gptscope.train.runs import open_run
+
+    subtitle = None
+    if isinstance(run, (str, Path)):
+        model, weights = open_run(run)
+        subtitle = f"weights: {weights.describe()}"
+    else:
+        model = run
     model.eval()
     name = Path(run).name if isinstance(run, (str, Path)) else "model"
-    report = Report(title or f"gptscope report: {name}")
+    report = Report(title or f"gptscope report: {name}", subtitle)
     c = model.cfg
     report.add_heading("Model")
     report.add_table([[k, str(v)] for k, v in c.to_dict().items() if k != "extra"],

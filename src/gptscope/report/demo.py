@@ -11,7 +11,6 @@ Everything runs offline on a CPU in a few minutes and ends in one HTML file.
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,15 +48,15 @@ class DemoResult:
         ])
 
 
-def _train(name: str, out: Path, max_steps: int | None, **model_changes: Any) -> Any:
-    if out.exists():
-        shutil.rmtree(out)  # the demo owns its run folders: start each demo afresh
+def _train(name: str, out: Path, max_steps: int | None, seed: int | None,
+           **model_changes: Any) -> Any:
     preset = get_preset(name)
     model_cfg = preset.model.replace(**model_changes) if model_changes else preset.model
-    train_cfg = preset.train
+    train_cfg = preset.train if seed is None else preset.train.replace(seed=seed)
     if max_steps is not None:
         train_cfg = train_cfg.replace(max_steps=max_steps)
-    return train(model_cfg, train_cfg, out).model
+    # The demo owns its run folders: each demo starts them afresh.
+    return train(model_cfg, train_cfg, out, overwrite=True).model
 
 
 def _best(scores: torch.Tensor) -> tuple[tuple[int, int], float]:
@@ -140,16 +139,17 @@ def _stories_section(report: Report, model: Any, run: Path) -> dict[str, float]:
     return {name: r.accuracy for name, r in results.items()}
 
 
-def run_demo(out: str | Path = "gptscope-demo", fast: bool = False) -> DemoResult:
+def run_demo(out: str | Path = "gptscope-demo", fast: bool = False,
+             seed: int | None = None) -> DemoResult:
     """Train both models into ``out`` and write ``out/report.html``.
 
-    fast=True trains for fewer steps (for tests); the full demo takes a few CPU minutes.
+    fast=True trains for fewer steps (for tests); the full demo takes about a CPU minute.
+    seed: the training seed of both models (None: the presets' own).
     """
     start = time.time()
     out = Path(out)
-    torch.manual_seed(0)
-    induction = _train("induction-2l", out / "induction", 300 if fast else None)
-    stories = _train("stories", out / "stories", 150 if fast else 1200,
+    induction = _train("induction-2l", out / "induction", 300 if fast else None, seed)
+    stories = _train("stories", out / "stories", 150 if fast else 1200, seed,
                      n_layers=2, d_model=64, n_ctx=96)
     report = Report("gptscope demo", subtitle="two small models, trained here, looked inside")
     ind_head, ind, prev_head, prev = _induction_section(report, induction, out / "induction")

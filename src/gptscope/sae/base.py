@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from gptscope.model.hooks import HookPoint
+from gptscope.utils.files import read_json
 
 WEIGHTS_FILENAME = "sae.safetensors"
 CONFIG_FILENAME = "sae_config.json"
@@ -407,7 +408,7 @@ def load_sae(path: str | os.PathLike[str], device: str | torch.device = "cpu") -
                 f"{p} not found; load_sae expects a folder written by sae.save(folder) "
                 f"containing {CONFIG_FILENAME} and {WEIGHTS_FILENAME}"
             )
-    data = json.loads(cfg_path.read_text())
+    data = read_json(cfg_path, "it was not written by sae.save(); re-save the SAE")
     if not isinstance(data, dict) or "kind" not in data:
         raise ValueError(f"{cfg_path} has no 'kind' field; it was not written by sae.save()")
     version = data.get("format_version", _FORMAT_VERSION)

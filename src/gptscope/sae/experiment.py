@@ -29,9 +29,9 @@ def train_sae_on_run(
     """Train an SAE of width ``expansion * d_in`` at ``hook_name`` of the model in ``run``
     on text from the run's own data; return it and its held-out metrics (L0, explained
     variance, dead and dense fractions, CE loss recovered)."""
-    from gptscope.io.checkpoint import load
+    from gptscope.train.runs import open_run
 
-    model = model if model is not None else load(run)
+    model = model if model is not None else open_run(run)[0]
     if hook_name not in model.hook_dict:
         model._unknown_hook(hook_name)
     batches = run_token_batches(run, model, token_batches + 8, seed=seed)
@@ -41,7 +41,11 @@ def train_sae_on_run(
     d_in = cache[hook_name].shape[-1]
     train_kw = {k: sae_kwargs.pop(k) for k in list(sae_kwargs)
                 if k in ("l1_coefficient", "l0_coefficient", "resample_dead_every")}
-    sae = SAE(d_in, expansion * d_in, kind=kind, hook_name=hook_name, **sae_kwargs)
+    # Seeded here, not from whatever the global RNG holds, so the result is the same
+    # whichever code ran before.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        sae = SAE(d_in, expansion * d_in, kind=kind, hook_name=hook_name, **sae_kwargs)
     train_sae_on_model(sae, model, hook_name, train_batches, steps=steps,
                        batch_size=batch_size, lr=lr, seed=seed, **train_kw)
     with torch.no_grad():

@@ -13,9 +13,11 @@ import os
 import re
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+
+from gptscope.utils.files import read_json_object
 
 AllowedSpecial = Literal["all", "none"] | Collection[str]
 
@@ -90,6 +92,27 @@ def as_id_list(ids: Sequence[int] | Any) -> list[int]:
     if hasattr(ids, "tolist"):
         ids = ids.tolist()
     return ids if isinstance(ids, list) else list(ids)
+
+
+T = TypeVar("T")
+TOKENIZER_FILE_FIX = "expected a tokenizer.json (write one with tok.save(path))"
+
+
+def tokenizer_from_file(path: Path, build: Callable[[dict[str, Any]], T]) -> T:
+    """``build(data)`` for the JSON object in ``path``; every failure names the file.
+
+    A hand-edited or foreign file fails inside ``build`` as a KeyError, TypeError or
+    AttributeError (a list where an object belongs, a missing key); those come out as a
+    ValueError that says which file, not as a bare traceback.
+    """
+    data = read_json_object(path, TOKENIZER_FILE_FIX)
+    try:
+        return build(data)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from e
+    except (KeyError, TypeError, AttributeError, IndexError) as e:
+        raise ValueError(f"{path} does not have the structure of a tokenizer.json "
+                         f"({type(e).__name__}: {e}); {TOKENIZER_FILE_FIX}") from e
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -38,7 +38,6 @@ GPT-2's classic ``vocab.json`` + ``merges.txt``.
 from __future__ import annotations
 
 import heapq
-import json
 import os
 import sys
 import warnings
@@ -57,6 +56,7 @@ from .base import (
     hf_added_tokens,
     resolve_allowed_special,
     split_special,
+    tokenizer_from_file,
 )
 from .pretokenize import GPT2_PATTERN, make_splitter
 
@@ -495,9 +495,7 @@ class BPETokenizer(Tokenizer):
             return cls(**bpe_args_from_vocab_merges(p, p.with_name("merges.txt")))
         if not p.is_file():
             raise ValueError(f"tokenizer file {p} does not exist")
-        with open(p, encoding="utf-8") as f:
-            data = json.load(f)
-        return cls.from_dict(data)
+        return tokenizer_from_file(p, cls.from_dict)
 
 
 def _no_split(text: str) -> list[str]:

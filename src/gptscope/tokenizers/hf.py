@@ -14,9 +14,10 @@ they are turned back into bytes with :func:`~.bpe.str_to_token`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from gptscope.utils.files import read_json_object, read_text
 
 from .bpe import str_to_token  # bpe imports this module lazily, so no cycle
 from .pretokenize import GPT2_PATTERN
@@ -97,20 +98,19 @@ def bpe_args_from_vocab_merges(vocab_path: Path, merges_path: Path) -> dict[str,
     """
     if not merges_path.is_file():
         raise ValueError(f"{vocab_path} needs {merges_path.name} next to it; it is missing")
-    with open(vocab_path, encoding="utf-8") as f:
-        vocab_str = json.load(f)
-    if not isinstance(vocab_str, dict):
-        raise ValueError(f"{vocab_path} must hold a JSON object token -> id")
+    vocab_str = read_json_object(vocab_path, "expected GPT-2's vocab.json (token -> id)")
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in vocab_str.values()):
+        raise ValueError(f"{vocab_path} must map each token to an integer id; "
+                         "expected GPT-2's vocab.json (token -> id)")
     merges_str: list[tuple[str, str]] = []
-    with open(merges_path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if not line or (lineno == 1 and line.startswith("#version")):
-                continue
-            parts = line.split(" ")
-            if len(parts) != 2:
-                raise ValueError(f"{merges_path}:{lineno}: expected 'a b', got {line!r}")
-            merges_str.append((parts[0], parts[1]))
+    text = read_text(merges_path, "expected GPT-2's merges.txt (one 'a b' merge per line)")
+    for lineno, line in enumerate(text.split("\n"), 1):  # read_text made \r\n into \n
+        if not line or (lineno == 1 and line.startswith("#version")):
+            continue
+        parts = line.split(" ")
+        if len(parts) != 2:
+            raise ValueError(f"{merges_path}:{lineno}: expected 'a b', got {line!r}")
+        merges_str.append((parts[0], parts[1]))
     made = {a + b for a, b in merges_str}
     specials = {
         t: i

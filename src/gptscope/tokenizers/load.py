@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-from .base import Tokenizer
+from .base import Tokenizer, tokenizer_from_file
 from .bpe import BPETokenizer
 from .char import CharTokenizer
 from .wordpiece import WordPieceTokenizer
@@ -52,9 +51,4 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
         return BPETokenizer.from_hf(p)
     if p.suffix == ".txt":
         return WordPieceTokenizer.from_vocab_txt(p)
-    try:
-        with open(p, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{p} is not valid JSON ({exc}); expected a tokenizer.json") from exc
-    return tokenizer_from_dict(data)
+    return tokenizer_from_file(p, tokenizer_from_dict)

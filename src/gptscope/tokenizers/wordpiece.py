@@ -16,12 +16,13 @@ input. ``encode`` does not add ``[CLS]``/``[SEP]``; add them yourself.
 
 from __future__ import annotations
 
-import json
 import os
 import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from gptscope.utils.files import read_text
 
 from .base import (
     AllowedSpecial,
@@ -31,6 +32,7 @@ from .base import (
     hf_added_tokens,
     resolve_allowed_special,
     split_special,
+    tokenizer_from_file,
 )
 
 BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -280,11 +282,14 @@ class WordPieceTokenizer(Tokenizer):
     @classmethod
     def from_vocab_txt(cls, path: str | os.PathLike[str], **options: Any) -> WordPieceTokenizer:
         """Read BERT's ``vocab.txt`` (one token per line, id = line number)."""
-        with open(path, encoding="utf-8") as f:
-            tokens = [line.rstrip("\r\n") for line in f]
+        text = read_text(path, "expected BERT's vocab.txt (one token per line, UTF-8)")
+        tokens = text.split("\n")  # read_text already turned \r\n into \n
         if tokens and tokens[-1] == "":
             tokens.pop()
-        return cls(tokens, **options)
+        try:
+            return cls(tokens, **options)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from e
 
     @classmethod
     def from_hf(cls, path: str | os.PathLike[str]) -> WordPieceTokenizer:
@@ -299,5 +304,4 @@ class WordPieceTokenizer(Tokenizer):
                 raise ValueError(f"{p} holds neither tokenizer.json nor vocab.txt")
         if p.suffix == ".txt":
             return cls.from_vocab_txt(p)
-        with open(p, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
+        return tokenizer_from_file(p, cls.from_dict)

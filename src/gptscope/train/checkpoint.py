@@ -8,9 +8,10 @@
   the data generator's state, all as integer tensors,
 - ``state.json``: step, tokens seen, world size.
 
-A checkpoint is written into ``checkpoints/.tmp_step_000100`` and renamed into place in one
-``os.replace``, so a crash (even SIGKILL) leaves either the whole folder or none of it.
-Only the newest ``keep_last`` are kept.
+A checkpoint is written into ``checkpoints/.tmp_step_000100.<pid>`` (named by the writing
+process, so two writers could never share it) and renamed into place in one ``os.replace``,
+so a crash (even SIGKILL) leaves either the whole folder or none of it. Only the newest
+``keep_last`` are kept.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import json
 import os
 import random
 import shutil
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,11 @@ from gptscope.train.optim import load_optimizer_tensors, optimizer_tensors
 
 CKPT_DIR = "checkpoints"
 PREFIX = "step_"
+TMP_PREFIX = ".tmp_"
+
+
+class CheckpointMismatch(ValueError):
+    """A readable checkpoint that belongs to a different configuration (not corruption)."""
 
 
 def step_dir(run_dir: Path, step: int) -> Path:
@@ -107,16 +112,16 @@ def save_checkpoint(
     from gptscope.io.checkpoint import save as save_model
 
     final = step_dir(Path(run_dir), step)
-    tmp = final.parent / f".tmp_{final.name}"
+    # Every rank writes into the main process's folder, so they agree on its name.
+    tmp = final.parent / f"{TMP_PREFIX}{final.name}.{distributed.broadcast_int(os.getpid())}"
     if dist_info.is_main:
-        shutil.rmtree(tmp, ignore_errors=True)  # leftovers of a killed run
         tmp.mkdir(parents=True)
     distributed.barrier()
     rng, rng_meta = rng_tensors(data_generator)
     _save_tensors(tmp / f"rng_rank{dist_info.rank}.safetensors", rng, rng_meta)
     distributed.barrier()
     if dist_info.is_main:
-        save_model(model, tmp)
+        save_model(model, tmp, step=step)
         opt_tensors, opt_meta = optimizer_tensors(optimizer)
         _save_tensors(tmp / "optimizer.safetensors", opt_tensors, opt_meta)
         (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=2) + "\n")
@@ -132,20 +137,57 @@ def save_checkpoint(
     return final
 
 
+def remove_checkpoint_leftovers(run_dir: str | Path) -> None:
+    """Delete half-written checkpoint folders of killed runs. Only while holding the run
+    folder's writer lock, so none of them can belong to a live writer."""
+    root = Path(run_dir) / CKPT_DIR
+    if root.is_dir():
+        for p in root.glob(TMP_PREFIX + "*"):
+            shutil.rmtree(p, ignore_errors=True)
+
+
 # -- load ----------------------------------------------------------------------------------
 
+def _read_state(folder: Path) -> dict[str, Any]:
+    try:
+        state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+        int(state["step"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{folder / 'state.json'} is missing or corrupt ({e})") from e
+    return state
+
+
+def _check_fits(folder: Path, state: dict[str, Any], model: nn.Module, world_size: int) -> None:
+    """A readable checkpoint of another configuration is a config error, not corruption:
+    raise `CheckpointMismatch` instead of falling back to an older checkpoint."""
+    from gptscope.io.checkpoint import read_config
+    from gptscope.train.run_folder import config_changes
+
+    saved = int(state.get("world_size", 1))
+    if saved != world_size:
+        raise CheckpointMismatch(
+            f"{folder} was written by {saved} training process(es), this run has "
+            f"{world_size}; resume with the same number (torchrun --nproc_per_node {saved})")
+    try:
+        saved_cfg = read_config(folder)
+    except ValueError:
+        return  # its config file is unreadable: corruption, found when reading the weights
+    changes = config_changes(saved_cfg.to_dict(), model.cfg.to_dict(), "")
+    if changes:
+        raise CheckpointMismatch(
+            f"{folder} holds a model with different settings ({'; '.join(changes)}, "
+            "checkpoint -> this run). The checkpoint is fine: resume with the run's own "
+            "settings (drop the model flags), or train the new model into another --out")
+
+
 def _read(folder: Path, rank: int) -> dict[str, Any]:
-    """Read and check every file of a checkpoint; ValueError if any is missing or corrupt."""
+    """Read every file of a checkpoint; ValueError naming the file if one is missing or
+    corrupt."""
     from safetensors import safe_open
 
-    try:
-        state = json.loads((folder / "state.json").read_text())
-        step = int(state["step"])
-    except (OSError, ValueError, KeyError) as e:
-        raise ValueError(f"{folder / 'state.json'} is missing or corrupt ({e})") from e
     files = {"model": folder / "model.safetensors", "opt": folder / "optimizer.safetensors",
              "rng": folder / f"rng_rank{rank}.safetensors"}
-    out: dict[str, Any] = {"state": state, "step": step}
+    out: dict[str, Any] = {}
     for key, file in files.items():
         out[key] = read_safetensors(file)
         if key != "model":
@@ -154,32 +196,52 @@ def _read(folder: Path, rank: int) -> dict[str, Any]:
     return out
 
 
+def _restore(folder: Path, rank: int, model: nn.Module, optimizer: torch.optim.Optimizer,
+             data_generator: torch.Generator) -> None:
+    ckpt = _read(folder, rank)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:  # its own config matched, so its weights are damaged
+        raise ValueError(f"{folder / 'model.safetensors'} does not match its config ({e})") from e
+    load_optimizer_tensors(optimizer, ckpt["opt"], ckpt["opt_meta"])
+    set_rng_tensors(ckpt["rng"], ckpt["rng_meta"], data_generator)
+
+
 def load_latest(
     run_dir: str | Path,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     data_generator: torch.Generator,
     rank: int = 0,
+    world_size: int = 1,
 ) -> dict[str, Any] | None:
-    """Restore the newest readable checkpoint into the objects; return its state or None.
+    """Restore the newest readable checkpoint into the objects; return its state, or None
+    when the run has no checkpoint.
 
-    A newest checkpoint that fails to read (truncated by a full disk, say) is skipped with a
-    warning and the one before it is used.
+    A checkpoint that fails to read (truncated by a full disk, say) is skipped with one
+    warning and the one before it is used. A checkpoint of another configuration raises
+    `CheckpointMismatch`; a run whose checkpoints are all unreadable raises ValueError. The
+    folder is never changed here.
     """
-    for _step, folder in reversed(list_checkpoints(run_dir)):
+    found = list_checkpoints(run_dir)
+    problems = []
+    for _step, folder in reversed(found):
         try:
-            ckpt = _read(folder, rank)
-            try:
-                model.load_state_dict(ckpt["model"])
-            except RuntimeError as e:
-                raise ValueError(f"weights do not fit this model ({e})") from e
-            load_optimizer_tensors(optimizer, ckpt["opt"], ckpt["opt_meta"])
-            set_rng_tensors(ckpt["rng"], ckpt["rng_meta"], data_generator)
+            state = _read_state(folder)
+            _check_fits(folder, state, model, world_size)
+            _restore(folder, rank, model, optimizer, data_generator)
+        except CheckpointMismatch:
+            raise
         except ValueError as e:
-            msg = f"checkpoint {folder} is unusable ({e}); trying the one before it"
-            warnings.warn(msg, stacklevel=2)
+            problems.append(str(e))
             if rank == 0:
-                print(f"warning: {msg}", file=sys.stderr)
+                warnings.warn(f"checkpoint {folder.name} is unusable ({e}); trying the one "
+                              "before it", stacklevel=2)
             continue
-        return ckpt["state"]
+        return state
+    if found:
+        raise ValueError(
+            f"none of the {len(found)} checkpoints in {Path(run_dir) / CKPT_DIR} could be read "
+            f"({'; '.join(problems)}). Nothing was changed; restore them from a backup, or "
+            "start this run again with --overwrite (or into a new --out)")
     return None

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gptscope.utils.fields import checked, known_fields, validate_fields
+from gptscope.utils.files import read_json
+
 SCHEDULES = ("cosine", "constant", "linear")
 TOKENIZERS = ("char", "bpe")
 CORPORA = ("shakespeare", "stories")
@@ -31,35 +34,33 @@ class DataSpec:
     task: str | None = None
     task_kwargs: dict[str, Any] = field(default_factory=dict)
     text: str | None = None
-    corpus: str | None = None
-    tokenizer: str = "char"
-    bpe_vocab_size: int = 512
-    val_fraction: float = 0.1
-    n_stories: int = 3000  # corpus="stories": how many generated stories
+    corpus: str | None = checked(None, choices=(*CORPORA, None))
+    tokenizer: str = checked("char", choices=TOKENIZERS)
+    bpe_vocab_size: int = checked(512, gt=256, hint="a BPE vocabulary holds the 256 bytes "
+                                                    "plus at least one merge")
+    val_fraction: float = checked(0.1, gt=0, lt=1)
+    n_stories: int = checked(3000, ge=1)  # corpus="stories": how many generated stories
     full_batch: bool = False
 
     def __post_init__(self) -> None:
+        validate_fields(self)
         given = [k for k in ("task", "text", "corpus") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(
                 f"data needs exactly one of task, text or corpus; got {given or 'none'}. "
                 "Pass e.g. --task reverse, --data input.txt or --corpus shakespeare"
             )
-        if self.corpus is not None and self.corpus not in CORPORA:
-            raise ValueError(f"unknown corpus {self.corpus!r}; choose one of {CORPORA}")
-        if self.tokenizer not in TOKENIZERS:
-            raise ValueError(f"unknown tokenizer {self.tokenizer!r}; choose one of {TOKENIZERS}")
-        if self.bpe_vocab_size < 257:
-            raise ValueError(f"bpe_vocab_size must be > 256 (bytes + merges), "
-                             f"got {self.bpe_vocab_size}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.full_batch and self.task is None:
             raise ValueError("full_batch needs a task (text corpora are sampled in windows)")
 
     @property
     def is_task(self) -> bool:
         return self.task is not None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DataSpec:
+        """A DataSpec from a dict of fields (ValueError naming any unknown one)."""
+        return cls(**known_fields(cls, data))
 
 
 @dataclass
@@ -74,26 +75,27 @@ class TrainConfig:
     """
 
     data: DataSpec = field(default_factory=lambda: DataSpec(task="reverse"))
-    lr: float = 1e-3
-    min_lr: float | None = None
-    schedule: str = "cosine"
-    warmup_steps: int = 100
-    max_steps: int = 1000
-    batch_size: int = 32
-    grad_accum: int = 1
-    weight_decay: float = 0.1
+    lr: float = checked(1e-3, gt=0)
+    min_lr: float | None = checked(None, ge=0)
+    schedule: str = checked("cosine", choices=SCHEDULES)
+    warmup_steps: int = checked(100, ge=0)
+    max_steps: int = checked(1000, ge=1)
+    batch_size: int = checked(32, ge=1)
+    grad_accum: int = checked(1, ge=1)
+    weight_decay: float = checked(0.1, ge=0)
     decay_embeddings: bool = True  # nanoGPT decays W_E/W_pos too; minGPT does not
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1e-8
-    grad_clip: float = 1.0
-    eval_every: int = 100
-    eval_steps: int = 10
-    log_every: int = 10
-    ckpt_every: int | None = None
-    keep_last: int = 2
+    betas: tuple[float, float] = checked((0.9, 0.95), ge=0, lt=1)
+    eps: float = checked(1e-8, gt=0)
+    grad_clip: float = checked(1.0, ge=0, hint="0 turns clipping off")
+    eval_every: int = checked(100, ge=0, hint="0 turns periodic evaluation off")
+    eval_steps: int = checked(10, ge=1)
+    log_every: int = checked(10, ge=1)
+    ckpt_every: int | None = checked(None, ge=0, hint="0 saves only at the end")
+    keep_last: int = checked(2, ge=1)
     seed: int = 1337
     device: str = "auto"
-    threads: int | None = None  # torch intra-op threads; None = torch's default (all cores)
+    # torch intra-op threads; None = torch's default (all cores)
+    threads: int | None = checked(None, ge=1, hint="None uses torch's default (all cores)")
     bf16: bool | None = None
     compile: bool | None = None
     progress: bool = True
@@ -102,31 +104,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.data, dict):
-            self.data = DataSpec(**self.data)
+            self.data = DataSpec.from_dict(self.data)
+        validate_fields(self)
         self.betas = tuple(float(b) for b in self.betas)  # JSON gives a list
-        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {SCHEDULES}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.min_lr is not None and not 0 <= self.min_lr <= self.lr:
-            raise ValueError(f"min_lr must be in [0, lr={self.lr}], got {self.min_lr}")
-        for name in ("max_steps", "batch_size", "grad_accum", "eval_steps", "log_every",
-                     "keep_last"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        for name in ("warmup_steps", "eval_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.ckpt_every is not None and self.ckpt_every < 0:
-            raise ValueError(f"ckpt_every must be >= 0 (0 = only at the end), "
-                             f"got {self.ckpt_every}")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be >= 1 or None, got {self.threads}")
-        if self.weight_decay < 0 or self.grad_clip < 0:
-            raise ValueError("weight_decay and grad_clip must be >= 0 (grad_clip 0 = off)")
+        if self.min_lr is not None and self.min_lr > self.lr:
+            raise ValueError(f"TrainConfig.min_lr must be in [0, lr={self.lr}], got "
+                             f"{self.min_lr!r}; lower it or leave it None (lr / 10)")
 
     @property
     def final_lr(self) -> float:
@@ -148,31 +131,29 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields {unknown}; known: {sorted(known)}")
-        data = dict(data)
-        if isinstance(data.get("data"), dict):
-            dknown = {f.name for f in dataclasses.fields(DataSpec)}
-            dunknown = sorted(set(data["data"]) - dknown)
-            if dunknown:
-                raise ValueError(f"unknown DataSpec fields {dunknown}; known: {sorted(dknown)}")
-            data["data"] = DataSpec(**data["data"])
-        return cls(**data)
+        """A TrainConfig from a dict of fields; ``data`` may be a nested dict for DataSpec."""
+        return cls(**known_fields(cls, data))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text_or_path: str | Path) -> TrainConfig:
+        """Parse JSON text or a ``train_config.json`` file; errors name the file."""
         text = str(text_or_path)
-        if not text.lstrip().startswith("{"):
-            text = Path(text_or_path).read_text()
+        if text.lstrip().startswith("{"):
+            source = "the train config text"
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{source} is not valid JSON ({e}); re-save it") from e
+        else:
+            source = str(text_or_path)
+            data = read_json(text_or_path, "re-save it with TrainConfig.to_json")
         try:
-            return cls.from_dict(json.loads(text))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"train config is not valid JSON ({e}); re-save it") from e
+            return cls.from_dict(data)
+        except ValueError as e:
+            raise ValueError(f"{source}: {e}") from None
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)

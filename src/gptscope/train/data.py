@@ -18,6 +18,7 @@ from torch import Tensor
 
 from gptscope.config import ModelConfig
 from gptscope.train.config import DataSpec
+from gptscope.utils.files import read_text
 
 Batch = tuple[Tensor, Tensor, Tensor]
 
@@ -94,7 +95,7 @@ def corpus_text(spec: DataSpec) -> str:
         path = Path(spec.text)
         if not path.is_file():
             raise ValueError(f"text file {path} does not exist; pass --data PATH to a UTF-8 file")
-        return path.read_text(encoding="utf-8")
+        return read_text(path, "gptscope trains on UTF-8 text files")
     if spec.corpus == "shakespeare":
         from gptscope.data import load_shakespeare
 

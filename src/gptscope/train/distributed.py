@@ -81,3 +81,14 @@ def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(value, op=dist.ReduceOp.SUM)
     return value
+
+
+def broadcast_int(value: int) -> int:
+    """Rank 0's ``value`` on every rank (a no-op outside a process group)."""
+    if dist.is_available() and dist.is_initialized():
+        box = torch.tensor([value], dtype=torch.int64)
+        if dist.get_backend() == "nccl":
+            box = box.cuda()
+        dist.broadcast(box, src=0)
+        return int(box.item())
+    return value

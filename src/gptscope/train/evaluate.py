@@ -1,20 +1,24 @@
-"""Evaluate a finished run folder: its validation loss and task metric, as a dict."""
+"""Evaluate a run folder's weights: validation loss and the task's metric, as a dict."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from gptscope.train.config import TrainConfig
 
 
 def evaluate_run(run: str | Path, eval_steps: int | None = None,
-                 device: str = "cpu") -> dict[str, float]:
-    """Load ``run`` (model + train_config.json) and score it on the data it was trained on.
+                 device: str = "cpu") -> dict[str, Any]:
+    """Load ``run``'s newest good weights (`open_run`) and score them on the data the run
+    trained on (its train_config.json).
 
     Same examples as the trainer's evaluations (same seed), so the numbers are comparable
-    with the last ``metrics.jsonl`` record.
+    with the ``metrics.jsonl`` record of the same step. The result names the weights:
+    ``step``, ``finished`` and ``weights`` (`RunWeights.describe`: the folder read and why).
     """
-    from gptscope.io.checkpoint import load
+    from gptscope.train.data import build_data
+    from gptscope.train.runs import open_run
     from gptscope.train.trainer import Trainer
 
     run = Path(run)
@@ -27,28 +31,13 @@ def evaluate_run(run: str | Path, eval_steps: int | None = None,
     if eval_steps is not None:
         changes["eval_steps"] = eval_steps
     train_cfg = train_cfg.replace(**changes)
-    model = load(run, device=device)
+    model, weights = open_run(run, device=device)
     # Reuse the trainer's data and evaluation code without its side effects on the folder.
     evaluator = Trainer.__new__(Trainer)
     evaluator.cfg = train_cfg
     evaluator.model = model
     evaluator.device = model.device
     evaluator.bf16 = False
-    from gptscope.train.data import build_data
-
     evaluator.data = build_data(train_cfg.data, model.cfg, model.tokenizer)
-    return {"step": _last_step(run), **evaluator.evaluate()}
-
-
-def _last_step(run: Path) -> int:
-    import json
-
-    last = 0
-    metrics = run / "metrics.jsonl"
-    if metrics.exists():
-        for line in metrics.read_text().splitlines():
-            try:
-                last = max(last, int(json.loads(line).get("step", 0)))
-            except (ValueError, AttributeError):
-                continue
-    return last
+    return {"step": weights.step, "finished": weights.finished, "weights": weights.describe(),
+            **evaluator.evaluate()}

@@ -19,6 +19,7 @@ import math
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,15 @@ from torch import Tensor, nn
 
 from gptscope.config import ModelConfig
 from gptscope.io.atomic import write_text
+from gptscope.io.run_lock import WriterLock
 from gptscope.model.transformer import Transformer
-from gptscope.train import distributed
-from gptscope.train.checkpoint import list_checkpoints, load_latest, save_checkpoint
+from gptscope.train import distributed, run_folder
+from gptscope.train.checkpoint import (
+    list_checkpoints,
+    load_latest,
+    remove_checkpoint_leftovers,
+    save_checkpoint,
+)
 from gptscope.train.config import TrainConfig
 from gptscope.train.data import Batch, build_data, fit_model_config
 from gptscope.train.mfu import flops_per_token, peak_flops
@@ -133,8 +140,11 @@ class _Loggers:
 class Trainer:
     """Train a `Transformer` described by ``model_cfg`` with ``train_cfg`` into ``out_dir``.
 
-    ``resume=True`` continues from the newest valid checkpoint in ``out_dir`` (a fresh start
-    when there is none). Launched by torchrun, it trains data-parallel.
+    The trainer holds ``out_dir``'s writer lock from construction until ``fit`` returns (or
+    ``close``). A fresh run needs an empty or new ``out_dir``; ``overwrite=True`` replaces
+    the run there. ``resume=True`` continues the run in ``out_dir`` from its newest valid
+    checkpoint (a fresh start when there is none), refusing settings that would change it.
+    Launched by torchrun, it trains data-parallel.
     """
 
     def __init__(
@@ -143,6 +153,7 @@ class Trainer:
         train_cfg: TrainConfig,
         out_dir: str | Path,
         resume: bool = False,
+        overwrite: bool = False,
     ) -> None:
         self.cfg = train_cfg
         self.out_dir = Path(out_dir)
@@ -162,9 +173,36 @@ class Trainer:
         self.bf16 = cuda if train_cfg.bf16 is None else train_cfg.bf16
         self.use_compile = cuda if train_cfg.compile is None else train_cfg.compile
         self.is_main = self.dist.is_main
-        if self.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._lock: WriterLock | None = None
+        # The folder is claimed before anything in it is read or written.
+        self._on_main(lambda: self._claim(resume, overwrite))
+        try:
+            if resume:
+                self._on_main(lambda: run_folder.check_same_training(self.out_dir, train_cfg))
+            self._build(model_cfg, resume)
+        except BaseException:
+            self.close()
+            raise
 
+    def _claim(self, resume: bool, overwrite: bool) -> None:
+        self._lock = run_folder.claim(self.out_dir, resume, overwrite)
+        remove_checkpoint_leftovers(self.out_dir)
+
+    def _on_main(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the main process only; if it raises, every process raises."""
+        error = None
+        if self.is_main:
+            try:
+                fn()
+            except ValueError as e:
+                error = e
+        if distributed.broadcast_int(int(error is not None)):
+            raise error if error is not None else ValueError(
+                f"the main process refused {self.out_dir}; its error message says why")
+
+    def _build(self, model_cfg: ModelConfig, resume: bool) -> None:
+        """Data, model, optimizer and loggers; restore the newest checkpoint on resume."""
+        train_cfg = self.cfg
         tokenizer = None
         if resume and (self.out_dir / "tokenizer.json").exists():
             from gptscope.tokenizers import load_tokenizer
@@ -172,6 +210,8 @@ class Trainer:
             tokenizer = load_tokenizer(self.out_dir / "tokenizer.json")
         self.data = build_data(train_cfg.data, model_cfg, tokenizer)
         self.model_cfg = fit_model_config(model_cfg, self.data)
+        if resume:
+            self._on_main(lambda: run_folder.check_same_model(self.out_dir, self.model_cfg))
 
         # Same seed on every rank: identical initial weights and identical data draws.
         # Dropout masks differ per rank (seed + rank) as in nanoGPT.
@@ -188,25 +228,25 @@ class Trainer:
                                 {"model": self.model_cfg.to_dict(), "train": train_cfg.to_dict()})
         if resume:
             self._resume()
-        elif list_checkpoints(self.out_dir):  # every rank checks, so none waits alone
-            raise ValueError(f"{self.out_dir} already holds checkpoints; pass --resume to "
-                             "continue that run, or choose a new --out folder")
         if self.is_main:
             write_text(self.out_dir / "config.json", self.model_cfg.to_json() + "\n")
             write_text(self.out_dir / "train_config.json", train_cfg.to_json() + "\n")
             if self.data.tokenizer is not None:
                 self.data.tokenizer.save(self.out_dir / "tokenizer.json")
-            if not resume:
-                self.loggers.truncate_after(-1)
 
         self.net: nn.Module = self.model
         if self.dist.enabled:
-            ids = [self.device.index] if cuda else None
+            ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         if self.use_compile:
             self.net = torch.compile(self.net)
         self.flops_per_token = flops_per_token(self.model_cfg, self.data.seq_len)
         self._peak: float | None = None
+
+    def close(self) -> None:
+        """Release the run folder (``fit`` does this when it returns or fails)."""
+        if self._lock is not None:
+            self._lock.release()
 
     @staticmethod
     def _seed_all(seed: int) -> None:
@@ -215,13 +255,9 @@ class Trainer:
         random.seed(seed)
 
     def _resume(self) -> None:
-        found = list_checkpoints(self.out_dir)
         state = load_latest(self.out_dir, self.model, self.optimizer, self.data_gen,
-                            self.dist.rank)
+                            self.dist.rank, self.dist.world_size)
         if state is None:
-            if found:
-                raise ValueError(f"no checkpoint in {self.out_dir / 'checkpoints'} could be "
-                                 "read; delete the folder to start over")
             if self.is_main:
                 print(f"no checkpoint in {self.out_dir}; starting from step 0", file=sys.stderr)
             return
@@ -344,41 +380,54 @@ class Trainer:
         save_checkpoint(self.out_dir, self.step, self.model, self.optimizer, self.data_gen,
                         state, self.cfg.keep_last, self.dist)
 
+    def _after_step(self, loss: float, norm: float, tokens: int, seconds: float,
+                    bar: Any) -> dict[str, float] | None:
+        """Log, evaluate and checkpoint as the config asks; return the evaluation, if any."""
+        cfg, s = self.cfg, self.step
+        self.tokens_seen += tokens
+        self._window[0] += tokens
+        self._window[1] += seconds
+        record: dict[str, Any] = {}
+        if s % cfg.log_every == 0 or s == cfg.max_steps:
+            tps = self._window[0] / max(self._window[1], 1e-9)
+            mfu = tps * self.flops_per_token / (self._peak_flops() * self.dist.world_size)
+            record.update(loss=loss, lr=lr_at(s - 1, cfg), grad_norm=norm,
+                          tokens_per_s=tps, mfu=mfu, tokens=self.tokens_seen)
+            self._window = [0, 0.0]
+            bar.update(0, loss=f"{loss:.4f}", tok_s=f"{tps:,.0f}", mfu=f"{mfu:.1%}")
+        evaluation = None
+        if (cfg.eval_every and s % cfg.eval_every == 0) or s == cfg.max_steps:
+            evaluation = self.evaluate()
+            record.update(evaluation)
+            bar.write(f"step {s}: " + " ".join(f"{k} {v:.4f}" for k, v in evaluation.items()))
+        if record:
+            self.loggers.log({"step": s, **record})
+        ckpt = cfg.checkpoint_every
+        if (ckpt and s % ckpt == 0) or s == cfg.max_steps:
+            self._checkpoint()
+        return evaluation
+
     def fit(self) -> TrainResult:
-        """Train to ``max_steps``; save checkpoints, metrics and the final model."""
-        cfg = self.cfg
-        bar = progress(total=cfg.max_steps, desc="train", initial=self.step,
-                       disable=not (self.is_main and cfg.progress))
+        """Train to ``max_steps``; save checkpoints, metrics and the final model (with its
+        step), then release the run folder."""
+        from gptscope.io.checkpoint import save
+
+        if self.is_main and self._lock is not None:
+            self._lock.acquire()  # again, when fit runs a second time
+        bar = progress(total=self.cfg.max_steps, desc="train", initial=self.step,
+                       disable=not (self.is_main and self.cfg.progress))
         last_eval: dict[str, float] = {}
-        window_tokens, window_time = 0, 0.0
+        self._window: list[float] = [0, 0.0]  # tokens and seconds since the last log line
         try:
-            while self.step < cfg.max_steps:
+            while self.step < self.cfg.max_steps:
                 t0 = time.perf_counter()
                 loss, norm, tokens = self.train_step()
-                dt = time.perf_counter() - t0
-                self.tokens_seen += tokens
-                window_tokens += tokens
-                window_time += dt
-                record: dict[str, Any] = {}
-                s = self.step
-                if s % cfg.log_every == 0 or s == cfg.max_steps:
-                    tps = window_tokens / max(window_time, 1e-9)
-                    mfu = tps * self.flops_per_token / (self._peak_flops() * self.dist.world_size)
-                    record.update(loss=loss, lr=lr_at(s - 1, cfg), grad_norm=norm,
-                                  tokens_per_s=tps, mfu=mfu, tokens=self.tokens_seen)
-                    window_tokens, window_time = 0, 0.0
-                    bar.update(0, loss=f"{loss:.4f}", tok_s=f"{tps:,.0f}", mfu=f"{mfu:.1%}")
-                if (cfg.eval_every and s % cfg.eval_every == 0) or s == cfg.max_steps:
-                    last_eval = self.evaluate()
-                    record.update(last_eval)
-                    bar.write(f"step {s}: " + " ".join(f"{k} {v:.4f}"
-                                                       for k, v in last_eval.items()))
-                if record:
-                    self.loggers.log({"step": s, **record})
-                ckpt = cfg.checkpoint_every
-                if (ckpt and s % ckpt == 0) or s == cfg.max_steps:
-                    self._checkpoint()
+                evaluation = self._after_step(loss, norm, tokens, time.perf_counter() - t0, bar)
+                last_eval = evaluation if evaluation is not None else last_eval
                 bar.update(1)
+            if self.is_main:
+                save(self.model, self.out_dir, step=self.step)
+            distributed.barrier()
         except TrainingDiverged:
             if self.is_main:
                 self.loggers.log({"step": self.step + 1, "event": "diverged"})
@@ -386,11 +435,7 @@ class Trainer:
         finally:
             bar.close()
             self.loggers.close()
-        if self.is_main:
-            from gptscope.io.checkpoint import save
-
-            save(self.model, self.out_dir)
-        distributed.barrier()
+            self.close()
         return TrainResult(self.model.eval(), self.step, self.out_dir, last_eval)
 
 
@@ -399,6 +444,7 @@ def train(
     train_cfg: TrainConfig,
     out_dir: str | Path,
     resume: bool = False,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Build a `Trainer` and run it: ``train(preset.model, preset.train, "runs/x")``."""
-    return Trainer(model_cfg, train_cfg, out_dir, resume=resume).fit()
+    return Trainer(model_cfg, train_cfg, out_dir, resume=resume, overwrite=overwrite).fit()

@@ -1,0 +1,73 @@
+"""Reading user files with errors that name the file, the bad byte and the fix.
+
+A bare "'utf-8' codec can't decode byte 0xff in position 7" does not say which of a run's
+files is broken; these helpers turn every decode and parse failure into a ValueError that
+does.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+_SCAN_CHUNK = 1 << 20  # bytes read at a time when looking for the first non-UTF-8 byte
+
+
+def not_utf8(path: str | os.PathLike[str], fix: str, offset: int | None = None,
+             byte: int | None = None) -> ValueError:
+    """The error for a file that is not UTF-8 text; finds the bad byte unless given."""
+    if offset is None or byte is None:
+        offset, byte = first_non_utf8(path) or (0, 0)
+    return ValueError(f"{path} is not UTF-8 text (byte 0x{byte:02x} at offset {offset}); {fix}")
+
+
+def first_non_utf8(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """(file offset, value) of the first byte that breaks UTF-8, or None if the file is clean.
+
+    Streams the file, so it also serves files read line by line (where the decoder's own
+    positions are relative to a chunk).
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    read = 0
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(_SCAN_CHUNK)
+            pending = len(decoder.getstate()[0])  # bytes of a character split across chunks
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as e:
+                return read - pending + e.start, e.object[e.start]
+            if not chunk:
+                return None
+            read += len(chunk)
+
+
+def read_text(path: str | os.PathLike[str], fix: str) -> str:
+    """The UTF-8 text of ``path``; ``fix`` ends the error when it is not UTF-8."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"{path} does not exist") from None
+    except UnicodeDecodeError as e:
+        # A whole-file read decodes in one piece, so e.start is the file offset.
+        raise not_utf8(path, fix, e.start, e.object[e.start]) from None
+
+
+def read_json(path: str | os.PathLike[str], fix: str) -> Any:
+    """The parsed JSON of ``path``; not UTF-8 or not JSON gives a ValueError naming it."""
+    text = read_text(path, fix)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); {fix}") from None
+
+
+def read_json_object(path: str | os.PathLike[str], fix: str) -> dict[str, Any]:
+    """Like ``read_json``, for files that must hold a JSON object (a dict)."""
+    data = read_json(path, fix)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} holds a JSON {type(data).__name__}, not an object; {fix}")
+    return data
