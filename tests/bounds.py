@@ -42,7 +42,7 @@ def check(quantity: str, value: float, op: str, bound: float) -> None:
     With GPTSCOPE_RECORD set, record it instead of failing, so the measurement of the
     remaining quantities goes on.
     """
-    value = float(value)
+    value = float(value.detach()) if hasattr(value, "detach") else float(value)
     ok = OPS[op](value, bound)
     if RECORD:
         test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0]

@@ -1,5 +1,6 @@
 """Shared fixtures: a 2-layer attention-only model trained here on repeated random tokens
-(it learns induction), and small random models for agreement tests with TransformerLens.
+(it learns induction, about 20 s), and small random models for agreement tests with
+TransformerLens.
 
 The training loop is local on purpose: these tests must not depend on gptscope.train.
 """
@@ -40,19 +41,24 @@ def varied_repeats(n: int, g: torch.Generator, vocab: int = VOCAB, n_pos: int = 
     return x
 
 
-def train_induction_model(steps: int = 800, seed: int = 0) -> gs.Transformer:
+def train_induction_model(steps: int = 1200, seed: int = 0) -> gs.Transformer:
+    """Rotary positions, LayerNorm, AdamW at 3e-3 after a 20-step warmup: every seed tried
+    (0-4 and the robustness runs) forms previous-token and induction heads. With learned
+    positions, most seeds found the repeat some other way and no induction head formed."""
     cfg = gs.ModelConfig(n_layers=2, d_model=64, n_heads=4, d_vocab=VOCAB, n_ctx=2 * HALF,
-                         attn_only=True, positional="learned", normalization="layer",
+                         attn_only=True, positional="rotary", normalization="layer",
                          seed=seed)
     model = gs.Transformer(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
     g = torch.Generator().manual_seed(seed)
     model.train()
     threads = torch.get_num_threads()
     # Tiny matmuls: one thread is fastest, and far faster on a loaded machine.
     torch.set_num_threads(1)
     try:
-        for _ in range(steps):
+        for step in range(steps):
+            for group in opt.param_groups:
+                group["lr"] = 3e-3 * min(1.0, (step + 1) / 20)
             loss = model(varied_repeats(32, g), return_type="loss")
             opt.zero_grad()
             loss.backward()
@@ -97,11 +103,14 @@ def to_hooked_transformer(model: gs.Transformer):
 
     c = model.cfg
     norm = {"layer": "LN", "rms": "RMS", None: None}[c.normalization]
+    rotary = c.positional == "rotary"
     tl_cfg = HookedTransformerConfig(
         n_layers=c.n_layers, d_model=c.d_model, n_heads=c.n_heads, d_head=c.d_head,
         d_vocab=c.d_vocab, n_ctx=c.n_ctx, d_mlp=None if c.attn_only else c.d_mlp,
         act_fn=c.act_fn, normalization_type=norm, attn_only=c.attn_only,
-        positional_embedding_type="standard", device="cpu", seed=0,
+        positional_embedding_type="rotary" if rotary else "standard",
+        rotary_dim=c.rotary_dim if rotary else None,
+        rotary_base=int(c.rotary_base), device="cpu", seed=0,
     )
     tl = HookedTransformer(tl_cfg)
     state = model.state_dict()

@@ -198,3 +198,20 @@ def test_cache_ref_that_leads_outside_is_ignored(tmp_path: Path,
     (repo / "refs" / "main").write_text("../../../elsewhere")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     assert hf_import.find_in_cache("org/m") == snapshot  # the real snapshot, not the ref's
+
+
+@pytest.mark.parametrize(("key", "value"), [("tie_word_embeddings", "false"), ("n_layer", "2"),
+                                            ("n_embd", 32.5), ("layer_norm_epsilon", True)])
+def test_hand_edited_gpt2_config_values_are_refused_by_key(key, value):
+    from gptscope.io.convert_gpt2 import config_from_hf
+
+    hf = {"n_layer": 1, "n_embd": 32, "n_head": 2, "vocab_size": 50, "n_positions": 16, key: value}
+    with pytest.raises(ValueError, match=f"config key '{key}' must be"):
+        config_from_hf(hf, set())
+
+
+def test_hand_edited_bert_config_values_are_refused_by_key():
+    from gptscope.io.convert_bert import config_from_hf
+
+    with pytest.raises(ValueError, match="config key 'tie_word_embeddings' must be true or false"):
+        config_from_hf({"tie_word_embeddings": "false"}, set())

@@ -152,11 +152,18 @@ def test_sentiment_vector_moves_adjective_preference_both_ways(model, vec) -> No
 
 
 def test_sentiment_vector_lowers_positive_share_within_loss_budget(model, vec) -> None:
-    before, after = positive_share(model, vec, 0.0), positive_share(model, vec, -2.5)
-    check("steering.positive_share_drop_at_-2.5", before - after, ">", 0.03)
-    side = loss_side_effect(model, vec, neutral_texts(model.cfg.n_ctx), -2.5)
-    check("steering.neutral_loss_increase_at_-2.5", side["relative_increase"], "<=", 0.10)
-    assert side["relative_increase"] > 0.0  # the vector does change the model
+    """At the strongest coefficient whose loss on neutral text rises <= 10% (the issue's
+    budget), the share of positive adjectives falls. How strong that coefficient is
+    depends on the trained model, so it is found, not fixed."""
+    texts = neutral_texts(model.cfg.n_ctx)
+    rises = {c: loss_side_effect(model, vec, texts, c)["relative_increase"]
+             for c in (-1.0, -1.5, -2.0, -2.5, -3.0)}
+    assert all(r > 0.0 for r in rises.values())  # the vector does change the model
+    within = [c for c, r in rises.items() if r <= 0.10]
+    check("steering.coefficients_within_loss_budget", len(within), ">=", 1)
+    strongest = min(within)
+    drop = positive_share(model, vec, 0.0) - positive_share(model, vec, strongest)
+    check("steering.positive_share_drop_within_budget", drop, ">", 0.03)
 
 
 def test_sweep_on_the_trained_model_reports_both_measures(model, vec) -> None:

@@ -39,7 +39,7 @@ def test_two_layer_attention_only_model_learns_induction(tmp_path):
     model_cfg = ModelConfig(n_layers=2, d_model=64, n_heads=4, n_ctx=33, attn_only=True,
                             normalization=None, positional="rotary")
     cfg = TrainConfig(data=DataSpec(task="induction", task_kwargs=kwargs), batch_size=32,
-                      lr=1e-2, warmup_steps=20, max_steps=200, weight_decay=0.01,
+                      lr=1e-2, warmup_steps=20, max_steps=300, weight_decay=0.01,
                       eval_every=0, ckpt_every=0, device="cpu", progress=False,
                       seed=seed(1337))
     result = train(model_cfg, cfg, tmp_path)

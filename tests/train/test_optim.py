@@ -54,25 +54,32 @@ def test_optimizer_state_round_trip_through_safetensors(tmp_path):
             assert torch.equal(value, b["state"][i][key]), key
 
 
-def _one_step(tmp_path, name, batch_size, grad_accum):
+def _first_gradients(tmp_path, name, batch_size, grad_accum) -> dict[str, torch.Tensor]:
+    """The gradients the first optimizer step of a run would apply."""
     model_cfg = ModelConfig(n_layers=1, d_model=32, n_heads=2, n_ctx=16)
     cfg = TrainConfig(data=DataSpec(task="reverse", task_kwargs={"n_items": 5}),
                       batch_size=batch_size, grad_accum=grad_accum, max_steps=3,
                       warmup_steps=0, device="cpu", progress=False, eval_every=0, lr=1e-2,
                       seed=seed(1337))
     trainer = Trainer(model_cfg, cfg, tmp_path / name)
-    for _ in range(3):
-        trainer.train_step()
+    grads: dict[str, torch.Tensor] = {}
+
+    def capture() -> None:
+        grads.update({n: p.grad.clone() for n, p in trainer.model.named_parameters()})
+
+    trainer.optimizer.step = capture
+    trainer.train_step()
     trainer.close()
-    return trainer.model.state_dict()
+    return grads
 
 
 @pytest.mark.learned
 def test_grad_accumulation_equals_bigger_batch(tmp_path):
-    big = _one_step(tmp_path, "big", batch_size=32, grad_accum=1)
-    accumulated = _one_step(tmp_path, "acc", batch_size=8, grad_accum=4)
-    # The key bias's true gradient is 0 (softmax ignores a shift shared by all keys), so
-    # Adam rescales float noise of ~1e-10 into full-size steps: not comparable.
-    diff = max((accumulated[name] - value).abs().max().item()
-               for name, value in big.items() if not name.endswith("b_K"))
-    check("optim.grad_accumulation_max_abs_diff", diff, "<=", 1e-6)
+    """Compared on the gradients, not on weights after Adam steps: Adam divides each step
+    by the gradient's own size, so float noise in a gradient that is truly ~0 (the key bias,
+    whose shift every softmax ignores) becomes a full-size step."""
+    big = _first_gradients(tmp_path, "big", batch_size=32, grad_accum=1)
+    accumulated = _first_gradients(tmp_path, "acc", batch_size=8, grad_accum=4)
+    scale = max(g.abs().max().item() for g in big.values())
+    diff = max((accumulated[name] - g).abs().max().item() for name, g in big.items())
+    check("optim.grad_accumulation_max_rel_diff", diff / scale, "<=", 1e-5)

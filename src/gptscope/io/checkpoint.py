@@ -114,7 +114,7 @@ def refuse_pickles(path: Path) -> None:
         )
 
 
-def _is_hf_folder(path: Path) -> bool:
+def is_hf_folder(path: Path) -> bool:
     """A Hugging Face folder's config.json names a ``model_type``; gptscope's does not."""
     try:
         data = json.loads((path / CONFIG).read_text())
@@ -133,7 +133,7 @@ def load(path: str | Path, device: str = "cpu") -> nn.Module:
         raise ValueError(f"{path} is a pickle file; gptscope loads safetensors folders only")
     if not path.is_dir():
         raise ValueError(f"{path} is not a folder; pass the folder that gs.save wrote")
-    if _is_hf_folder(path):
+    if is_hf_folder(path):
         from gptscope.io.hf_import import load_pretrained
 
         return load_pretrained(path, device=device)

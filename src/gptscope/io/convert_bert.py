@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from gptscope.config import ModelConfig
+from gptscope.io.hf_config import hf_value
 
 MODEL_TYPE = "bert"
 ARCHITECTURES = ("BertModel", "BertForMaskedLM", "BertForPreTraining")
@@ -66,23 +67,23 @@ def config_from_hf(hf: dict, names: set[str]) -> ModelConfig:
         )
     mlm = MLM_KEY in names
     return ModelConfig(
-        n_layers=int(hf.get("num_hidden_layers", 12)),
-        d_model=int(hf.get("hidden_size", 768)),
-        n_heads=int(hf.get("num_attention_heads", 12)),
-        d_vocab=int(hf.get("vocab_size", 30522)),
-        n_ctx=int(hf.get("max_position_embeddings", 512)),
-        d_mlp=int(hf.get("intermediate_size", 3072)),
+        n_layers=hf_value(hf, "num_hidden_layers", 12, int),
+        d_model=hf_value(hf, "hidden_size", 768, int),
+        n_heads=hf_value(hf, "num_attention_heads", 12, int),
+        d_vocab=hf_value(hf, "vocab_size", 30522, int),
+        n_ctx=hf_value(hf, "max_position_embeddings", 512, int),
+        d_mlp=hf_value(hf, "intermediate_size", 3072, int),
         act_fn=ACTIVATIONS[act],
-        eps=float(hf.get("layer_norm_eps", 1e-12)),
+        eps=hf_value(hf, "layer_norm_eps", 1e-12, float),
         causal=False,
         norm_position="post",
         embed_norm=True,
         final_norm=False,
-        n_token_types=int(hf.get("type_vocab_size", 2)),
-        tie_embeddings=bool(hf.get("tie_word_embeddings", True)) or not mlm,
+        n_token_types=hf_value(hf, "type_vocab_size", 2, int),
+        tie_embeddings=hf_value(hf, "tie_word_embeddings", True, bool) or not mlm,
         unembed_bias=mlm,
         mlm_head=mlm,
-        init_range=float(hf.get("initializer_range", 0.02)),
+        init_range=hf_value(hf, "initializer_range", 0.02, float),
     )
 
 

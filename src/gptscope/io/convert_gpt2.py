@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from gptscope.config import ModelConfig
+from gptscope.io.hf_config import hf_value
 
 MODEL_TYPE = "gpt2"
 ARCHITECTURES = ("GPT2LMHeadModel", "GPT2Model")
@@ -50,18 +51,18 @@ def config_from_hf(hf: dict, names: set[str]) -> ModelConfig:
         raise ValueError("scale_attn_by_inverse_layer_idx=true is not supported by gptscope")
     if hf.get("scale_attn_weights") is False:
         raise ValueError("scale_attn_weights=false is not supported by gptscope")
-    d_model = int(hf.get("n_embd", 768))
+    d_model = hf_value(hf, "n_embd", 768, int)
     return ModelConfig(
-        n_layers=int(hf.get("n_layer", 12)),
+        n_layers=hf_value(hf, "n_layer", 12, int),
         d_model=d_model,
-        n_heads=int(hf.get("n_head", 12)),
-        d_vocab=int(hf.get("vocab_size", 50257)),
-        n_ctx=int(hf.get("n_positions", hf.get("n_ctx", 1024))),
-        d_mlp=int(hf.get("n_inner") or 4 * d_model),
+        n_heads=hf_value(hf, "n_head", 12, int),
+        d_vocab=hf_value(hf, "vocab_size", 50257, int),
+        n_ctx=hf_value(hf, "n_positions", hf_value(hf, "n_ctx", 1024, int), int),
+        d_mlp=hf_value(hf, "n_inner", None, int, optional=True) or 4 * d_model,
         act_fn=ACTIVATIONS[act],
-        eps=float(hf.get("layer_norm_epsilon", 1e-5)),
-        tie_embeddings=bool(hf.get("tie_word_embeddings", True)),
-        init_range=float(hf.get("initializer_range", 0.02)),
+        eps=hf_value(hf, "layer_norm_epsilon", 1e-5, float),
+        tie_embeddings=hf_value(hf, "tie_word_embeddings", True, bool),
+        init_range=hf_value(hf, "initializer_range", 0.02, float),
     )
 
 

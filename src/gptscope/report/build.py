@@ -26,7 +26,7 @@ def build_report(run: str | Path | Any, title: str | None = None) -> Report:
     For a folder, the newest good weights are used (`open_run`: an unfinished run's newest
     checkpoint) and the report's subtitle says which: ``report.subtitle``.
     """
-    from gptscope.train.runs import open_run
+    from gptscope.train.runs import open_run, read_metrics
 
     subtitle = None
     if isinstance(run, (str, Path)):
@@ -42,7 +42,7 @@ def build_report(run: str | Path | Any, title: str | None = None) -> Report:
     report.add_table([[k, str(v)] for k, v in c.to_dict().items() if k != "extra"],
                      ["field", "value"])
     if isinstance(run, (str, Path)):
-        records = sections.read_metrics(run)
+        records = read_metrics(run)
         if records:
             report.add_heading("Training")
             sections.add_loss_curves(report, records, "loss")

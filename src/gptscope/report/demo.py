@@ -21,6 +21,7 @@ import torch
 from gptscope import interp
 from gptscope.report import sections
 from gptscope.train import get_preset, train
+from gptscope.train.runs import read_metrics
 from gptscope.viz import Report
 
 PROBE_LABEL = "subject_number"
@@ -71,7 +72,7 @@ def _induction_section(report: Report, model: Any, run: Path) -> tuple:
         "second half by finding where the current token appeared before and copying what "
         "followed: an induction head in layer 1, helped by a previous-token head in layer 0."
     )
-    records = sections.read_metrics(run)
+    records = read_metrics(run)
     keys = sections.loss_series(records)
     bump_key = next((k for k in ("test_loss", "val_loss") if k in keys), None)
     sections.add_loss_curves(report, records, "loss on the repeated half", bump_key=bump_key)
@@ -124,7 +125,7 @@ def _verb_number_labels(model: Any, n_stories: int = 200) -> tuple[torch.Tensor,
 
 def _stories_section(report: Report, model: Any, run: Path) -> dict[str, float]:
     report.add_heading("2. A character model on generated stories")
-    sections.add_loss_curves(report, sections.read_metrics(run), "loss")
+    sections.add_loss_curves(report, read_metrics(run), "loss")
     tokens, labels = _verb_number_labels(model)
     results = interp.probe_layers(model, tokens, labels, control="shuffle")
     report.add_heading("Logit lens on a story", level=3)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,22 +18,6 @@ def token_strings(model: Any, tokens: Tensor) -> list[str]:
     if tok is None:
         return [str(int(t)) for t in tokens]
     return [tok.decode([int(t)]) for t in tokens]
-
-
-def read_metrics(run_dir: str | Path) -> list[dict]:
-    """The records of ``metrics.jsonl`` (an empty list when the run has none)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line cut off by a killed run; the rest is still good
-    return records
 
 
 def loss_series(records: list[dict]) -> dict[str, tuple[list[float], list[float]]]:

@@ -12,8 +12,32 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gptscope.io.checkpoint import CONFIG, TOKENIZER, WEIGHTS, read_step
+from gptscope.io.checkpoint import TOKENIZER, WEIGHTS, is_hf_folder, read_step
 from gptscope.train.checkpoint import list_checkpoints
+
+METRICS = "metrics.jsonl"
+
+
+def read_metrics(run: str | Path) -> list[dict[str, Any]]:
+    """The records of ``run/metrics.jsonl``, in order (an empty list when there are none).
+
+    A line cut short by a killed writer is skipped; the rest is still good.
+    """
+    from gptscope.utils.files import read_text
+
+    path = Path(run) / METRICS
+    if not path.exists():
+        return []
+    records = []
+    for line in read_text(path, "metrics.jsonl is JSON lines; remove the damaged lines"
+                          ).splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 @dataclass(frozen=True)
@@ -58,13 +82,6 @@ def _max_steps(run: Path) -> int | None:
     return TrainConfig.from_json(file).max_steps
 
 
-def _is_hf_folder(run: Path) -> bool:
-    try:
-        return "model_type" in json.loads((run / CONFIG).read_text(encoding="utf-8"))
-    except (OSError, ValueError, TypeError):
-        return False
-
-
 def run_weights(run: str | Path) -> list[RunWeights]:
     """Every set of weights in ``run``, newest first: the final ``model.safetensors`` and
     the finished checkpoints, ordered by step (weights of unknown step after all known)."""
@@ -72,7 +89,7 @@ def run_weights(run: str | Path) -> list[RunWeights]:
     if not run.is_dir():
         raise ValueError(f"{run} is not a folder; pass a run folder (gptscope train --out) "
                          "or a folder gs.save wrote")
-    if _is_hf_folder(run):
+    if is_hf_folder(run):
         return [RunWeights(run, run, None, None)]
     max_steps = _max_steps(run)
     found = [RunWeights(run, folder, step, max_steps) for step, folder in list_checkpoints(run)]

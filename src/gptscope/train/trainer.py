@@ -44,10 +44,9 @@ from gptscope.train.config import TrainConfig
 from gptscope.train.data import Batch, build_data, fit_model_config
 from gptscope.train.mfu import flops_per_token, peak_flops
 from gptscope.train.optim import make_optimizer
+from gptscope.train.runs import METRICS, read_metrics
 from gptscope.train.schedule import lr_at
 from gptscope.utils.progress import progress
-
-METRICS = "metrics.jsonl"
 
 
 class TrainingDiverged(ValueError):
@@ -121,14 +120,8 @@ class _Loggers:
         """Drop records past ``step``: a resumed run writes them again."""
         if not self.enabled or not self.file.exists():
             return
-        kept = []
-        for line in self.file.read_text(encoding="utf-8").splitlines():
-            try:
-                if json.loads(line).get("step", 0) <= step:
-                    kept.append(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a kill
-        write_text(self.file, "".join(k + "\n" for k in kept))
+        kept = [r for r in read_metrics(self.file.parent) if r.get("step", 0) <= step]
+        write_text(self.file, "".join(json.dumps(r) + "\n" for r in kept))
 
     def close(self) -> None:
         if self.tb is not None:
