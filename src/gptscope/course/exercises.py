@@ -20,6 +20,7 @@ from typing import Any
 from gptscope.course.checks import CHECKS
 from gptscope.course.result import CheckResult
 from gptscope.course.syllabus import Lesson, load_syllabus
+from gptscope.utils.atomic import write_text
 
 
 def check(exercise: str, fn: Callable[..., Any], record: bool = False) -> CheckResult:
@@ -91,7 +92,7 @@ def start_lesson(lesson_key: str, directory: str | Path, overwrite: bool = False
     path = directory / f"{lesson.module_name}.py"
     if path.exists() and not overwrite:
         return path
-    path.write_text(stub_source(lesson), encoding="utf-8")
+    write_text(path, stub_source(lesson))
     return path
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gptscope.course.progress import Progress
+from gptscope.utils.atomic import write_text
 
 
 def _link(title: str, link: str | None) -> str:
@@ -71,5 +72,5 @@ def study_notebook(progress: Progress) -> str:
 def export_notebook(progress: Progress, out: str | Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(study_notebook(progress), encoding="utf-8")
+    write_text(out, study_notebook(progress))
     return out

@@ -15,6 +15,7 @@ from typing import Any
 
 from gptscope.course.exercises import solution_source, stub_source
 from gptscope.course.syllabus import Lesson, load_syllabus
+from gptscope.utils.atomic import write_text
 
 
 def _lines(text: str) -> list[str]:
@@ -128,6 +129,6 @@ def write_notebooks(out: str | Path, with_solutions: bool = False,
     for lesson in chosen:
         nb = _with_ids(build_notebook(lesson, with_solutions), lesson)
         path = out / f"{lesson.module_name}.ipynb"
-        path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_text(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
         paths.append(path)
     return paths

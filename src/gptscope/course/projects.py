@@ -12,6 +12,8 @@ import json
 import re
 from pathlib import Path
 
+from gptscope.utils.atomic import write_text
+
 DEFAULT_CONFIG = {
     "seed": 0,
     "task": {"name": "alternating", "vocab": 12, "seq_len": 16, "n_train": 2000, "n_test": 200},
@@ -131,7 +133,7 @@ def new_project(name: str, directory: str | Path = ".") -> Path:
     if folder.exists() and any(folder.iterdir()):
         raise ValueError(f"{folder} exists and is not empty; pick another name")
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(DEFAULT_CONFIG, indent=2) + "\n")
-    (folder / "run.py").write_text(RUN_PY)
-    (folder / "README.md").write_text(README.format(name=name))
+    write_text(folder / "config.json", json.dumps(DEFAULT_CONFIG, indent=2) + "\n")
+    write_text(folder / "run.py", RUN_PY)
+    write_text(folder / "README.md", README.format(name=name))
     return folder

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from gptscope.course.progress import LessonStatus, Progress
+from gptscope.utils.atomic import write_text
 from gptscope.viz.html import page
 
 _CSS = """
@@ -152,7 +153,7 @@ def build_site(out: str | Path, progress: Progress | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     statuses = progress.status()
     for st in statuses:
-        (out / _lesson_file(st)).write_text(_lesson_page(progress, st), encoding="utf-8")
+        write_text(out / _lesson_file(st), _lesson_page(progress, st))
     index = out / "index.html"
-    index.write_text(_index(progress, statuses), encoding="utf-8")
+    write_text(index, _index(progress, statuses))
     return index

@@ -10,9 +10,9 @@ The tokenizer is any object with ``encode(str) -> list[int]`` and an int ``vocab
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from gptscope.utils.atomic import write_chunks
 from gptscope.utils.files import not_utf8
 
 FORMAT_VERSION = 1
@@ -54,29 +55,6 @@ def _chunks_of_lines(lines: Iterable[str], chunk_chars: int) -> Iterator[str]:
             buf, size = [], 0
     if buf:
         yield "".join(buf)
-
-
-def _atomic_write_bytes(
-    path: Path, chunks: Iterable[bytes], stale: Path | None = None
-) -> None:
-    """Write ``chunks`` to a temporary file, then rename it to ``path``.
-
-    stale: a file that describes the old ``path`` (its sidecar); it is removed just before the
-    rename, so a crash between writing data and sidecar leaves "no sidecar", never a wrong one.
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for c in chunks:
-                f.write(c)
-            f.flush()
-            os.fsync(f.fileno())
-        if stale is not None:
-            stale.unlink(missing_ok=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class TokenFile:
@@ -141,8 +119,11 @@ class TokenFile:
                 yield ids.astype(dtype).tobytes()
 
         side = sidecar_path(out)
+        # The old sidecar describes the old tokens: it goes just before the new tokens land,
+        # so a crash between the two files leaves no sidecar, never a wrong one.
+        drop_sidecar = functools.partial(side.unlink, missing_ok=True)
         if text is not None:
-            _atomic_write_bytes(out, encoded(text.splitlines(keepends=True)), stale=side)
+            write_chunks(out, encoded(text.splitlines(keepends=True)), drop_sidecar)
             source_desc = "<string>"
         else:
             src = Path(source)  # type: ignore[arg-type]
@@ -151,7 +132,7 @@ class TokenFile:
             # newline="" keeps the file's own line endings in the encoded text.
             try:
                 with open(src, encoding="utf-8", newline="") as f:
-                    _atomic_write_bytes(out, encoded(f), stale=side)
+                    write_chunks(out, encoded(f), drop_sidecar)
             except UnicodeDecodeError:
                 # The decoder's position is within a chunk; not_utf8 finds the file offset.
                 raise not_utf8(src, "token files are built from UTF-8 text") from None
@@ -171,7 +152,7 @@ class TokenFile:
             },
             "source": source_desc,
         }
-        _atomic_write_bytes(side, [json.dumps(meta, indent=2).encode("utf-8")])
+        write_chunks(side, [json.dumps(meta, indent=2).encode("utf-8")])
         return cls.open(out)
 
     @classmethod

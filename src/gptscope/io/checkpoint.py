@@ -14,7 +14,7 @@ from typing import Any
 from torch import nn
 
 from gptscope.config import ModelConfig
-from gptscope.io.atomic import write_text, write_with
+from gptscope.utils.atomic import write_text, write_with
 from gptscope.utils.files import read_json
 
 CONFIG = "config.json"

@@ -14,7 +14,7 @@ from torch import nn
 
 from gptscope.config import ModelConfig
 from gptscope.io import convert_bert, convert_gpt2
-from gptscope.io.atomic import write_text, write_with
+from gptscope.utils.atomic import write_text, write_with
 
 SUPPORTED = (
     "GPT2LMHeadModel: causal=True, norm_position='pre', normalization='layer', "

@@ -146,7 +146,7 @@ class SteeringVector:
         """Write ``path`` (safetensors) with the hook name in its metadata."""
         from safetensors.torch import save_file
 
-        from gptscope.io.atomic import write_with
+        from gptscope.utils.atomic import write_with
 
         meta = {"hook_name": self.hook_name, "format": json.dumps({"kind": "steering"})}
         tensor = self.vector.detach().contiguous().cpu()

@@ -11,12 +11,12 @@ import functools
 import json
 import os
 import re
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from gptscope.utils.atomic import write_text
 from gptscope.utils.files import read_json_object
 
 AllowedSpecial = Literal["all", "none"] | Collection[str]
@@ -80,7 +80,7 @@ class Tokenizer(ABC):
         if p.suffix != ".json":
             p.mkdir(parents=True, exist_ok=True)
             p = p / "tokenizer.json"
-        atomic_write_text(p, json.dumps(self.to_dict(), ensure_ascii=False, indent=1))
+        write_text(p, json.dumps(self.to_dict(), ensure_ascii=False, indent=1))
         return p
 
     def __len__(self) -> int:
@@ -113,21 +113,6 @@ def tokenizer_from_file(path: Path, build: Callable[[dict[str, Any]], T]) -> T:
     except (KeyError, TypeError, AttributeError, IndexError) as e:
         raise ValueError(f"{path} does not have the structure of a tokenizer.json "
                          f"({type(e).__name__}: {e}); {TOKENIZER_FILE_FIX}") from e
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` so readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def resolve_allowed_special(

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from gptscope.config import ModelConfig
-from gptscope.io.atomic import remove_leftovers
 from gptscope.io.run_lock import LOCK_NAME, WriterLock
 from gptscope.train.config import TrainConfig
+from gptscope.utils.atomic import remove_leftovers
 
 MODEL_FILE, TRAIN_FILE = "config.json", "train_config.json"
 # Everything `gptscope train` writes into a run folder (``overwrite`` removes these).

@@ -30,7 +30,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gptscope.config import ModelConfig
-from gptscope.io.atomic import write_text
 from gptscope.io.run_lock import WriterLock
 from gptscope.model.transformer import Transformer
 from gptscope.train import distributed, run_folder
@@ -46,6 +45,7 @@ from gptscope.train.mfu import flops_per_token, peak_flops
 from gptscope.train.optim import make_optimizer
 from gptscope.train.runs import METRICS, read_metrics
 from gptscope.train.schedule import lr_at
+from gptscope.utils.atomic import write_text
 from gptscope.utils.progress import progress
 
 

@@ -17,8 +17,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from gptscope.utils.atomic import write_text
+
 from . import colors
-from ._util import atomic_write_text
 
 _ASSETS = ("runtime.js", "attention.js", "tokens.js")
 
@@ -169,4 +170,4 @@ class Visual:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write a standalone HTML page with just this visual (atomically)."""
-        return atomic_write_text(path, page(self.title or type(self).__name__, self.html()))
+        return write_text(path, page(self.title or type(self).__name__, self.html()))

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from gptscope.utils.atomic import write_bytes
+
 from . import colors
-from ._util import atomic_write_bytes
 from .attention import AttentionPatterns
 from .bars import BarChart, Histogram
 from .browser import find_chromium, render_in_browser
@@ -155,7 +156,7 @@ def _with_matplotlib(visual: Visual, path: Path, dpi: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "figure.png"
         fig.savefig(out, dpi=dpi)
-        atomic_write_bytes(path, out.read_bytes())
+        write_bytes(path, out.read_bytes())
 
 
 def _with_chromium(visual: Visual, path: Path, window_size: tuple[int, int]) -> None:
@@ -166,7 +167,7 @@ def _with_chromium(visual: Visual, path: Path, window_size: tuple[int, int]) -> 
         result = render_in_browser(page, screenshot=shot, window_size=window_size)
         if result.errors:
             raise RuntimeError(f"the visual failed to draw: {result.errors[:3]}")
-        atomic_write_bytes(path, shot.read_bytes())
+        write_bytes(path, shot.read_bytes())
 
 
 def save_png(

@@ -8,8 +8,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from gptscope.utils.atomic import write_text
+
 from . import markdown
-from ._util import atomic_write_text, fmt
+from ._util import fmt
 from .html import Visual, assets_block, escape, page
 
 
@@ -100,7 +102,7 @@ class Report:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the report as one self-contained HTML file (atomically)."""
-        return atomic_write_text(path, self.html())
+        return write_text(path, self.html())
 
     def _repr_html_(self) -> str:
         return f'<div class="gs-root gs-page">{assets_block()}{self._body()}</div>'

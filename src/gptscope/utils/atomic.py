@@ -1,20 +1,28 @@
-"""Atomic file writes: a reader never sees a half-written file."""
+"""Atomic file writes, the one way gptscope writes a file: a reader never sees a half-written
+one, and a crash (even SIGKILL) leaves the old file or the new one, never a mix.
+
+Every writer puts its bytes in ``.NAME.XXXXXX.tmp`` beside the target, fsyncs it and renames
+it into place; `remove_leftovers` clears what a killed writer left.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, before_replace: Callable[[], None] | None = None
+                ) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one step.
 
     The temporary file lives in the same folder, so ``os.replace`` is a rename on one file
     system and either the old file or the new one is there, never a mix.
+    ``before_replace`` runs just before the rename (e.g. to drop a file that describes the
+    old contents, so a crash leaves no description rather than a wrong one).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -24,6 +32,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield Path(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        if before_replace is not None:
+            before_replace()
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -31,15 +41,29 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
-def write_text(path: str | Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` as UTF-8; returns ``path``."""
+    return write_chunks(path, [text.encode("utf-8")])
 
 
-def write_with(path: str | Path, writer: Callable[[Path], None]) -> None:
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    return write_chunks(path, [data])
+
+
+def write_chunks(path: str | Path, chunks: Iterable[bytes],
+                 before_replace: Callable[[], None] | None = None) -> Path:
+    """Write ``chunks`` one after another (a stream larger than memory is fine)."""
+    with atomic_path(path, before_replace) as tmp, open(tmp, "wb") as f:
+        for chunk in chunks:
+            f.write(chunk)
+    return Path(path)
+
+
+def write_with(path: str | Path, writer: Callable[[Path], None]) -> Path:
     """Call ``writer(tmp_path)`` and move the result into place atomically."""
     with atomic_path(path) as tmp:
         writer(tmp)
+    return Path(path)
 
 
 def remove_leftovers(folder: str | Path) -> list[Path]:
