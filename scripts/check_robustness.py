@@ -145,8 +145,8 @@ def table(rows: list[dict]) -> tuple[str, bool]:
             failures.append(row)
         else:
             by_quantity[row["quantity"]].append(row)
-    lines = ["| quantity | bound | runs | min | median | max | worst margin | |",
-             "|---|---|---:|---:|---:|---:|---:|---|"]
+    lines = ["| quantity | test | bound | runs | min | median | max | worst margin | |",
+             "|---|---|---|---:|---:|---:|---:|---:|---|"]
     all_ok = not failures
     for name in sorted(by_quantity):
         group = by_quantity[name]
@@ -156,7 +156,8 @@ def table(rows: list[dict]) -> tuple[str, bool]:
         margin = worst - bound if op.startswith(">") else bound - worst
         ok = all(r["ok"] for r in group)
         all_ok &= ok
-        lines.append(f"| `{name}` | {op} {bound:g} | {len(values)} | {min(values):.4g} | "
+        test = group[0]["test"].removeprefix("tests/").split("[")[0].replace(".py::", ": ")
+        lines.append(f"| `{name}` | {test} | {op} {bound:g} | {len(values)} | {min(values):.4g} | "
                      f"{statistics.median(values):.4g} | {max(values):.4g} | {margin:+.3g} | "
                      f"{'OK' if ok else 'FAIL'} |")
     combos = sorted({_key(r) for r in rows})

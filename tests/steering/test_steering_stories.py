@@ -21,13 +21,14 @@ below x 32 samples, 20 new chars, 20 IOI sentences as neutral text): coefficient
 positive; -3: 12.1% (+3.2% neutral loss); -3.25: 8.6% (+4.9%); -3.5: 6.6% (+7.1%). So -3.5
 shifts the positive fraction by 37.5 points at +7.1% loss.
 
-The default tests train a 2-layer, 64-wide model for 1500 steps (~30 s), which has learned
-the verb -> adjective dependency only weakly. The share of positive continuations among 128
-sampled ones moves by a few points there, less than its sampling noise (about 3 points), so
-a bound on it passes or fails by luck (it failed on AVX512 machines). These tests therefore
-measure the same effect exactly, from the model's probabilities: the probability that the
-adjective after "<positive verb> the " is positive (what sampling estimates), and the
-positive-vs-negative log-odds. Their spread over seeds and CPUs is in tests/README.md.
+The default tests train a 2-layer, 64-wide model for 1500 steps (about a minute), which
+has learned the verb -> adjective dependency less firmly. The share of positive
+continuations among 128 sampled ones moved by a few points there, less than its sampling
+noise (about 3 points), so a bound on it passed or failed by luck (it failed on AVX512
+machines). These tests measure the same effects exactly, from the model's probabilities:
+the probability that the adjective after "<positive verb> the " is positive (what sampling
+estimates), and the positive-vs-negative log-odds, both ways. Their spread over seeds and
+CPUs is in tests/README.md.
 """
 
 from __future__ import annotations
@@ -54,10 +55,14 @@ from gptscope.steering import SteeringVector, loss_side_effect, sweep
 
 pytestmark = pytest.mark.learned
 
-# Story openings that end where the model picks an adjective after a positive verb.
+# Story openings that end where the model picks an adjective after a positive verb (and,
+# for steering the other way, after a negative one).
 POSITIVE_OPENINGS = ["the dog loves the ", "the cats like the ", "mary hugs the ",
                      "the birds praise the ", "tom likes the ", "the horse loves the ",
                      "the frogs hug the ", "lucy praises the "]
+NEGATIVE_OPENINGS = ["the dog hates the ", "the cats fear the ", "mary kicks the ",
+                     "the birds blame the ", "tom fears the ", "the horse hates the ",
+                     "the frogs kick the ", "lucy blames the "]
 
 
 def verb_pairs(n: int, pairs_seed: int = 0) -> list[tuple[str, str]]:
@@ -93,20 +98,22 @@ def _word_logprob(model, prompt: str, word: str) -> float:
     return float(sum(lp[i - 1, tokens[0, i]] for i in range(start, tokens.shape[1])))
 
 
-def adjective_masses(model, vec: SteeringVector, coefficient: float) -> list[torch.Tensor]:
+def adjective_masses(model, vec: SteeringVector, coefficient: float,
+                     openings: list[str] = POSITIVE_OPENINGS) -> list[torch.Tensor]:
     """Per opening: log P(positive), log P(negative), log P(neutral adjective) at the slot."""
     out = []
     with vec.apply(model, coefficient):
-        for p in POSITIVE_OPENINGS:
+        for p in openings:
             out.append(torch.stack([
                 torch.tensor([_word_logprob(model, p, w) for w in words]).logsumexp(0)
                 for words in (POSITIVE_ADJECTIVES, NEGATIVE_ADJECTIVES, NEUTRAL_ADJECTIVES)]))
     return out
 
 
-def adjective_log_odds(model, vec: SteeringVector, coefficient: float) -> float:
+def adjective_log_odds(model, vec: SteeringVector, coefficient: float,
+                       openings: list[str] = POSITIVE_OPENINGS) -> float:
     """Mean over openings of log P(some positive adjective) - log P(some negative one)."""
-    masses = adjective_masses(model, vec, coefficient)
+    masses = adjective_masses(model, vec, coefficient, openings)
     return sum(float(m[0] - m[1]) for m in masses) / len(masses)
 
 
@@ -119,11 +126,14 @@ def positive_share(model, vec: SteeringVector, coefficient: float) -> float:
 
 @pytest.fixture(scope="module")
 def stories_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer, 64-wide char model trained on the stories corpus for 1500 steps."""
+    """A 2-layer, 64-wide char model trained on the stories corpus for 1500 steps of 64
+    windows of 32 characters (about a minute). With 16 windows of 64 a step, some seeds and
+    CPUs barely learned that a positive verb is never followed by a negative adjective."""
     out = tmp_path_factory.mktemp("stories") / "run"
     rc = main(["train", "--preset", "stories", "--n-layers", "2", "--d-model", "64",
-               "--n-heads", "4", "--n-ctx", "64", "--max-steps", "1500", "--warmup-steps", "20",
-               "--lr", "3e-3", "--eval-every", "1500", "--eval-steps", "2", "--log-every", "500",
+               "--n-heads", "4", "--n-ctx", "32", "--batch-size", "64", "--max-steps", "1500",
+               "--warmup-steps", "20", "--lr", "3e-3", "--eval-every", "1500", "--eval-steps",
+               "2", "--log-every", "500",
                "--seed", str(seed(1337)), "--threads", str(THREADS), "--no-progress",
                "--out", str(out)])
     assert rc == 0
@@ -144,21 +154,29 @@ def vec(model) -> SteeringVector:
 
 
 def test_sentiment_vector_moves_adjective_preference_both_ways(model, vec) -> None:
-    base = adjective_log_odds(model, vec, 0.0)
-    # A trained model prefers positive adjectives after a positive verb.
-    check("steering.log_odds_unsteered", base, ">", 0.0)
-    check("steering.log_odds_drop_at_-3", base - adjective_log_odds(model, vec, -3.0), ">", 0.2)
-    check("steering.log_odds_rise_at_+3", adjective_log_odds(model, vec, 3.0) - base, ">", 0.0)
+    """After a positive verb the vector (times -3) pushes towards negative adjectives; after
+    a negative verb (times +3) towards positive ones. (Pushing further the way a verb
+    already points is no test: the corpus never follows "loves the" with a negative
+    adjective, so there is little left to gain, and large coefficients garble the text.)"""
+    after_positive = adjective_log_odds(model, vec, 0.0)
+    after_negative = adjective_log_odds(model, vec, 0.0, NEGATIVE_OPENINGS)
+    # A trained model prefers positive adjectives after a positive verb, and vice versa.
+    check("steering.log_odds_after_positive_verb", after_positive, ">", 0.0)
+    check("steering.log_odds_after_negative_verb", after_negative, "<", 0.0)
+    check("steering.log_odds_drop_at_-3_after_positive_verb",
+          after_positive - adjective_log_odds(model, vec, -3.0), ">", 0.2)
+    check("steering.log_odds_rise_at_+3_after_negative_verb",
+          adjective_log_odds(model, vec, 3.0, NEGATIVE_OPENINGS) - after_negative, ">", 0.1)
 
 
 def test_sentiment_vector_lowers_positive_share_within_loss_budget(model, vec) -> None:
     """At the strongest coefficient whose loss on neutral text rises <= 10% (the issue's
     budget), the share of positive adjectives falls. How strong that coefficient is
-    depends on the trained model, so it is found, not fixed."""
+    depends on the vector's norm in the trained model, so it is found, not fixed."""
     texts = neutral_texts(model.cfg.n_ctx)
     rises = {c: loss_side_effect(model, vec, texts, c)["relative_increase"]
-             for c in (-1.0, -1.5, -2.0, -2.5, -3.0)}
-    assert all(r > 0.0 for r in rises.values())  # the vector does change the model
+             for c in (-0.25, -0.5, -0.75, -1.0, -1.5, -2.0, -2.5, -3.0, -4.0)}
+    assert rises[-4.0] > 0.0  # the vector does change the model
     within = [c for c, r in rises.items() if r <= 0.10]
     check("steering.coefficients_within_loss_budget", len(within), ">=", 1)
     strongest = min(within)
