@@ -4,6 +4,7 @@ print each learned quantity's spread against its bound.
     python scripts/check_robustness.py                    # 5 seeds x 3 capabilities x 1, 2 threads
     python scripts/check_robustness.py --seeds 0 1 -k steering --capabilities default
     python scripts/check_robustness.py --update-readme    # write the table into tests/README.md
+    python scripts/check_robustness.py --annotate         # write each spread above its check
 
 Every test marked ``learned`` states its bounds through ``tests/bounds.py:check``; with
 GPTSCOPE_RECORD set, each check appends the measured value to a file instead of failing.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -27,6 +29,9 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from bounds import OPS  # noqa: E402  (the operators the checks use)
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "tests" / "README.md"
@@ -47,6 +52,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fresh", action="store_true", help="ignore the records in --out")
     p.add_argument("--update-readme", action="store_true",
                    help="write the table between the robustness markers of tests/README.md")
+    p.add_argument("--annotate", action="store_true",
+                   help="write each quantity's measured range in a comment above its check")
     return p.parse_args(argv)
 
 
@@ -151,10 +158,12 @@ def table(rows: list[dict]) -> tuple[str, bool]:
     for name in sorted(by_quantity):
         group = by_quantity[name]
         values = [r["value"] for r in group]
-        op, bound = group[0]["op"], group[0]["bound"]
+        # Judged against the newest record's bound: a bound moved after a sweep applies to
+        # the values measured before it too.
+        op, bound = group[-1]["op"], group[-1]["bound"]
         worst = min(values) if op.startswith(">") else max(values)
         margin = worst - bound if op.startswith(">") else bound - worst
-        ok = all(r["ok"] for r in group)
+        ok = all(OPS[op](v, bound) for v in values)
         all_ok &= ok
         test = group[0]["test"].removeprefix("tests/").split("[")[0].replace(".py::", ": ")
         lines.append(f"| `{name}` | {test} | {op} {bound:g} | {len(values)} | {min(values):.4g} | "
@@ -167,6 +176,59 @@ def table(rows: list[dict]) -> tuple[str, bool]:
         summary += f"\n\nFAILED outright: {row['test']} (seed {row['seed']}, " \
                    f"{row['capability']}, {row['threads']} threads)"
     return summary + "\n\n" + "\n".join(lines), all_ok
+
+
+MEASURED = "# measured over "  # the annotation's prefix: rewritten, never duplicated
+CHECK = re.compile(r'^(\s*).*\bcheck\(f?"([\w.{}+\-]+)"')
+DEF = re.compile(r"^\s*def (test_\w+)\(")  # the enclosing test, not a nested helper
+
+
+def spreads(rows: list[dict]) -> dict[tuple[str, str], dict[str, tuple[float, float, int]]]:
+    """(test file, test function) -> quantity -> (min, max, runs)."""
+    values: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        if row["quantity"] != "(test failed)":
+            path, _, function = row["test"].partition("::")
+            values[(path, function.split("[")[0])][row["quantity"]].append(row["value"])
+    return {key: {q: (min(v), max(v), len(v)) for q, v in by_q.items()}
+            for key, by_q in values.items()}
+
+
+def annotation(name: str, measured: dict[str, tuple[float, float, int]]) -> str | None:
+    """The comment for a check named ``name`` (an f-string's fields match any word)."""
+    pattern = re.compile("^" + re.sub(r"\\\{\w+\\\}", r"(\\w+)", re.escape(name)) + "$")
+    found = sorted((m.groups(), measured[q]) for q in measured if (m := pattern.match(q)))
+    if not found:
+        return None
+    runs = max(r for _, (_, _, r) in found)
+    parts = [" ".join(g) + (" " if g else "") + f"{lo:.3g} to {hi:.3g}"
+             for g, (lo, hi, _) in found]
+    return f"{MEASURED}{runs} runs: {'; '.join(parts)}"
+
+
+def annotate(rows: list[dict], root: Path = ROOT / "tests") -> list[Path]:
+    """Write (or rewrite) the measured-range comment above every ``check("name", ...)``,
+    from the records of the test function it sits in."""
+    measured, changed = spreads(rows), []
+    for path in sorted(root.rglob("test_*.py")):
+        rel = f"tests/{path.relative_to(root).as_posix()}"
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        out: list[str] = []
+        function = ""
+        for line in lines:
+            if d := DEF.match(line):
+                function = d.group(1)
+            m = CHECK.match(line)
+            note = annotation(m.group(2), measured.get((rel, function), {})) if m else None
+            if note is not None:
+                if out and out[-1].strip().startswith(MEASURED):
+                    out.pop()
+                out.append(f"{m.group(1)}{note}\n")
+            out.append(line)
+        if out != lines:
+            path.write_text("".join(out), encoding="utf-8")
+            changed.append(path)
+    return changed
 
 
 def update_readme(text: str) -> None:
@@ -224,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.update_readme:
         update_readme(text)
+    if args.annotate:
+        for path in annotate(rows):
+            print(f"annotated {path.relative_to(ROOT)}", file=sys.stderr)
     return 0 if ok else 1
 
 

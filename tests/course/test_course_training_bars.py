@@ -28,10 +28,12 @@ def test_classifier_reference_clears_the_floor_and_an_untrained_one_is_at_chance
     x_tr, y_tr, x_te, y_te = datasets.glyph_split(seed=seed(0))
     predict = train_classifier(x_tr, y_tr, 10, seed(0))
     accuracy = (predict(x_te) == y_te).float().mean()
+    # measured over 30 runs: 0.978 to 0.994
     check("course.classifier_reference_accuracy", accuracy, ">=", ACCURACY_FLOOR)
     torch.manual_seed(seed(0))
     untrained = torch.nn.Linear(x_tr.shape[1], 10)
     # The check names "about chance" below 0.2 (chance is 0.1).
+    # measured over 30 runs: 0.082 to 0.122
     check("course.classifier_untrained_accuracy",
           (untrained(x_te).argmax(-1) == y_te).float().mean(), "<", 0.2)
 
@@ -45,7 +47,9 @@ def test_train_loop_reference_beats_the_bigram_and_no_training_does_not():
     train_loop(model, train, 150, 32, 3e-3, seed(0))
     with torch.no_grad():
         trained = model(test, return_type="loss").item()
+    # measured over 30 runs: 2.21 to 2.24
     check("course.train_loop_reference_below_bigram", baseline - trained, ">", 0.0)
+    # measured over 30 runs: 0.0627 to 0.0894
     check("course.train_loop_untrained_above_bigram", untrained - baseline, ">=", 0.0)
 
 
@@ -53,9 +57,12 @@ def test_linear_probe_reference_reads_the_concept_and_not_random_labels():
     x, y = _planted(600, 16, seed=seed(0))
     accuracy = linear_probe(x[:400], y[:400], x[400:], y[400:])
     majority = max(y[400:].float().mean().item(), 1 - y[400:].float().mean().item())
+    # measured over 30 runs: 0.965 to 0.985
     check("course.probe_reference_accuracy", accuracy, ">=", 0.85)
+    # measured over 30 runs: 0.36 to 0.48
     check("course.probe_reference_over_majority", accuracy - majority, ">", 0.02)
     xc, yc = _planted(140, 64, seed=seed(1), signal=False)
+    # measured over 30 runs: 0.39 to 0.56
     check("course.probe_reference_control", linear_probe(xc[:40], yc[:40], xc[40:], yc[40:]),
           "<=", 0.75)
 
@@ -67,6 +74,8 @@ def test_lesson_explorations_show_what_their_text_promises(capsys):
     from gptscope.course.solutions.lesson12_superposition import explore_dictionary_learning
 
     scores = explore_trained_induction(seed=seed(0))
+    # measured over 30 runs: 1 to 1
     check("course.lesson9_best_induction_score", scores.max(), ">", 0.4)
+    # measured over 30 runs: 0.903 to 0.929
     check("course.lesson12_mmcs", explore_dictionary_learning(seed=seed(0)), ">", 0.8)
     capsys.readouterr()

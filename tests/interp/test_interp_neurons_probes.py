@@ -70,10 +70,14 @@ def test_probe_reads_a_linear_label(kind):
     res = gi.train_probe(x, y, kind=kind, seed=seed(0))
     threshold = 0.95 if kind == "logistic" else 0.85  # least squares is a weaker classifier
     assert res.n_test == 400
+    # measured over 30 runs: linear 0.915 to 0.957; logistic 0.978 to 0.99
     check(f"probe.{kind}_accuracy", res.accuracy, ">", threshold)
     # shuffled labels: near chance
+    # measured over 30 runs: linear -0.0825 to -0.0025; logistic -0.08 to -0.005
     check(f"probe.{kind}_control_above_baseline", res.control_accuracy - res.baseline, "<", 0.1)
+    # measured over 30 runs: linear 0.553 to 0.667; logistic 0.618 to 0.695
     check(f"probe.{kind}_selectivity", res.selectivity, ">", 0.5)
+    # measured over 30 runs: linear 0.946 to 0.967; logistic 0.99 to 0.994
     check(f"probe.{kind}_accuracy_on_all_rows", (res.predict(x) == y).float().mean(), ">",
           threshold)
 
@@ -83,7 +87,9 @@ def test_probe_on_shuffled_labels_is_near_chance():
     x, y = _linear_data(n_classes=2)
     y = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(seed(1)))]
     res = gi.train_probe(x, y, seed=seed(0))
+    # measured over 30 runs: 0.455 to 0.52
     check("probe.shuffled_accuracy", res.accuracy, "<", 0.6)
+    # measured over 30 runs: 0.01 to 0.0575
     check("probe.shuffled_abs_selectivity", abs(res.selectivity), "<", 0.1)
 
 
@@ -95,8 +101,11 @@ def test_type_control_catches_a_label_of_the_token_alone():
     emb = torch.randn(20, 24, generator=g)
     label = torch.randint(0, 2, (20,), generator=g)[ids]
     res = gi.train_probe(emb[ids], label, control="type", token_ids=ids, seed=seed(0))
+    # measured over 30 runs: 1 to 1
     check("probe.token_label_accuracy", res.accuracy, ">", 0.95)
+    # measured over 30 runs: 1 to 1
     check("probe.token_label_type_control_accuracy", res.control_accuracy, ">", 0.9)
+    # measured over 30 runs: 0 to 0
     check("probe.token_label_selectivity", res.selectivity, "<", 0.1)
 
 
@@ -106,7 +115,9 @@ def test_linear_probe_regression_r2():
     y = x[:, 0] * 2 + 0.1 * torch.randn(len(x), generator=torch.Generator().manual_seed(seed(3)))
     res = gi.train_probe(x, y, kind="linear", seed=seed(0))
     assert res.metric == "r2"
+    # measured over 30 runs: 0.997 to 0.998
     check("probe.regression_r2", res.accuracy, ">", 0.95)
+    # measured over 30 runs: -0.0224 to -0.0128
     check("probe.regression_control_r2", res.control_accuracy, "<", 0.05)
 
 

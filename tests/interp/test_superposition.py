@@ -37,9 +37,12 @@ def trained() -> ToySuperpositionModel:
 @pytest.mark.learned
 def test_dense_features_are_not_superposed(trained: ToySuperpositionModel) -> None:
     counts = n_represented_features(trained.W, threshold=0.5)
+    # measured over 30 runs: 2 to 2
     check("superposition.dense_most_features", counts[:3].max(), "<=", 2)
+    # measured over 30 runs: 2 to 2
     check("superposition.dense_fewest_features", counts[:3].min(), ">=", 2)
     # the two kept features get a whole dimension each: unit norm, orthogonal
+    # measured over 30 runs: 0.00313 to 0.00665
     check("superposition.dense_dimensions_error",
           (dimensions_per_feature(trained.W[:3]) - 1).abs().max(), "<", 0.05)
 
@@ -47,7 +50,9 @@ def test_dense_features_are_not_superposed(trained: ToySuperpositionModel) -> No
 @pytest.mark.learned
 def test_sparse_features_are_superposed(trained: ToySuperpositionModel) -> None:
     counts = n_represented_features(trained.W, threshold=0.5)
+    # measured over 30 runs: 5 to 5
     check("superposition.sparse_fewest_features", counts[3:].min(), ">=", 4)
+    # measured over 30 runs: 0.313 to 0.319
     check("superposition.sparse_most_dimensions_per_feature",
           dimensions_per_feature(trained.W[3:]).max(), "<", 0.6)
 

@@ -95,7 +95,9 @@ def test_incremental_logits_match_full_forward(kw, explicit):
     with model.hooks(fwd_hooks=hooks):
         pieces = [model(toks[:, a:b], past=cache) for a, b in ((0, 4), (4, 7), (7, 8), (8, 10))]
     assert cache.length == 10
-    torch.testing.assert_close(torch.cat(pieces, dim=1), full, atol=1e-5, rtol=1e-5)
+    # Chunks sum in another order than one pass: up to 1.2e-5 apart on logits of order 1
+    # with ATEN_CPU_CAPABILITY=default kernels (8e-6 with avx2 and avx512).
+    torch.testing.assert_close(torch.cat(pieces, dim=1), full, atol=5e-5, rtol=1e-5)
     cache = KVCache(model.cfg, 2)
     model(toks[:, :8], past=cache)
     with pytest.raises(ValueError, match="n_ctx"):

@@ -21,7 +21,9 @@ def demo(tmp_path_factory):
 @pytest.mark.learned
 def test_demo_finds_the_induction_circuit(demo):
     assert demo.induction_head[0] == 1 and demo.previous_token_head[0] == 0
+    # measured over 30 runs: 0.906 to 0.924
     check("demo.induction_score", demo.induction_score, ">", 0.4)
+    # measured over 30 runs: 0.818 to 0.957
     check("demo.previous_token_score", demo.previous_token_score, ">", 0.4)
 
 
@@ -29,7 +31,9 @@ def test_demo_finds_the_induction_circuit(demo):
 def test_demo_probe_reads_subject_number_beyond_the_embedding(demo):
     embed = demo.probe_accuracy["hook_embed"]
     best = max(demo.probe_accuracy.values())
+    # measured over 30 runs: 0.905 to 0.963
     check("demo.best_probe_accuracy", best, ">", 0.8)
+    # measured over 30 runs: 0.269 to 0.326
     check("demo.best_probe_over_embedding", best - embed, ">", 0.1)
 
 

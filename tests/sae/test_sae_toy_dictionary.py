@@ -42,9 +42,12 @@ def test_relu_sae_recovers_ground_truth_features(toy) -> None:
     sae = SAE(D, N_FEATURES, kind="relu")
     train_sae(sae, x, steps=600, batch_size=512, lr=3e-3, l1_coefficient=0.05,
               show_progress=False, seed=seed(0))
+    # measured over 30 runs: 0.996 to 0.997
     check("sae_toy.relu_mmcs", mmcs(sae.W_dec, features), ">=", 0.95)
     report = evaluate_sae(sae, x[:4096])
+    # measured over 30 runs: 0.97 to 0.971
     check("sae_toy.relu_explained_variance", report["explained_variance"], ">", 0.9)
+    # measured over 30 runs: 9.61 to 10
     check("sae_toy.relu_l0", report["l0"], "<", 20)
 
 
@@ -54,6 +57,7 @@ def test_topk_sae_recovers_ground_truth_features(toy) -> None:
     torch.manual_seed(seed(0))
     sae = SAE(D, N_FEATURES, kind="topk", k=5)
     train_sae(sae, x, steps=600, batch_size=512, lr=3e-3, show_progress=False, seed=seed(0))
+    # measured over 30 runs: 0.995 to 0.995
     check("sae_toy.topk_mmcs", mmcs(sae.W_dec, features), ">=", 0.95)
 
 
@@ -65,5 +69,7 @@ def test_jumprelu_sae_recovers_ground_truth_features(toy) -> None:
     sae = SAE(D, N_FEATURES, kind="jumprelu", threshold_init=0.05, bandwidth=0.05)
     train_sae(sae, x, steps=600, batch_size=512, lr=3e-3, l0_coefficient=0.01,
               show_progress=False, seed=seed(0))
+    # measured over 30 runs: 0.998 to 0.998
     check("sae_toy.jumprelu_mmcs", mmcs(sae.W_dec, features), ">=", 0.95)
+    # measured over 30 runs: 4.69 to 4.82
     check("sae_toy.jumprelu_l0", evaluate_sae(sae, x[:4096])["l0"], "<", 10)

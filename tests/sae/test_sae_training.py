@@ -22,6 +22,7 @@ def test_train_sae_on_tensor_reduces_loss_and_logs() -> None:
                     l1_coefficient=1e-3, log_every=20, show_progress=False, seed=seed(0))
     h = res.history
     assert h["step"] == [20.0, 40.0, 60.0] and res.steps == 60 and res.n_samples == 60 * 64
+    # measured over 30 runs: 0.0665 to 0.0859
     check("sae_training.mse_last_over_first", h["mse"][-1] / h["mse"][0], "<", 1.0)
     assert {"loss", "mse", "l1", "l0_norm", "explained_variance", "dead_fraction", "lr"} <= set(h)
     assert not sae.training
@@ -110,6 +111,7 @@ def test_resampling_revives_dead_features() -> None:
     assert res.resampled[0][1] >= 16
     fired = (sae.encode(x) != 0).sum(0) > 0
     # most of the killed features fire again
+    # measured over 30 runs: 16 to 16
     check("sae_training.revived_of_16_tensor", fired[:16].sum(), ">=", 12)
 
     # same with an iterable of batches (the pool comes from recent batches)
@@ -120,6 +122,7 @@ def test_resampling_revives_dead_features() -> None:
     res = train_sae(sae, list(x.split(128)), epochs=5, resample_dead_every=8,
                     resample_pool_size=256, init_b_dec=None, show_progress=False, seed=seed(0))
     assert res.resampled and res.resampled[0][1] >= 16
+    # measured over 30 runs: 16 to 16
     check("sae_training.revived_of_16_batches", ((sae.encode(x) != 0).sum(0) > 0)[:16].sum(),
           ">=", 12)
 

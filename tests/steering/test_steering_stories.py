@@ -161,10 +161,14 @@ def test_sentiment_vector_moves_adjective_preference_both_ways(model, vec) -> No
     after_positive = adjective_log_odds(model, vec, 0.0)
     after_negative = adjective_log_odds(model, vec, 0.0, NEGATIVE_OPENINGS)
     # A trained model prefers positive adjectives after a positive verb, and vice versa.
+    # measured over 30 runs: 0.832 to 3.15
     check("steering.log_odds_after_positive_verb", after_positive, ">", 0.0)
+    # measured over 30 runs: -3.54 to -0.944
     check("steering.log_odds_after_negative_verb", after_negative, "<", 0.0)
+    # measured over 30 runs: 0.343 to 6.8
     check("steering.log_odds_drop_at_-3_after_positive_verb",
           after_positive - adjective_log_odds(model, vec, -3.0), ">", 0.2)
+    # measured over 30 runs: 0.243 to 2.78
     check("steering.log_odds_rise_at_+3_after_negative_verb",
           adjective_log_odds(model, vec, 3.0, NEGATIVE_OPENINGS) - after_negative, ">", 0.1)
 
@@ -178,9 +182,11 @@ def test_sentiment_vector_lowers_positive_share_within_loss_budget(model, vec) -
              for c in (-0.25, -0.5, -0.75, -1.0, -1.5, -2.0, -2.5, -3.0, -4.0)}
     assert rises[-4.0] > 0.0  # the vector does change the model
     within = [c for c, r in rises.items() if r <= 0.10]
+    # measured over 30 runs: 4 to 9
     check("steering.coefficients_within_loss_budget", len(within), ">=", 1)
     strongest = min(within)
     drop = positive_share(model, vec, 0.0) - positive_share(model, vec, strongest)
+    # measured over 30 runs: 0.0851 to 0.3
     check("steering.positive_share_drop_within_budget", drop, ">", 0.03)
 
 

@@ -30,6 +30,7 @@ def test_train_sample_eval_on_a_text_file(tmp_path, cli):
     assert last["step"] == 60
     for key in ("loss", "val_loss", "lr", "tokens_per_s", "mfu"):
         assert key in last
+    # measured over 30 runs: 0.19 to 0.318
     check("cli.text_val_loss", last["val_loss"], "<", 2.0)  # chance is ln(11 chars) = 2.4
 
     model = gs.load(run)

