@@ -1,4 +1,5 @@
-"""Project-wide checks: imports point down the layers of DESIGN.md, and the code is ruff clean."""
+"""Project-wide checks: imports point down the layers of ARCHITECTURE.md, and the code is ruff
+clean."""
 
 import ast
 import shutil

@@ -68,6 +68,29 @@ def test_per_position_head_maps_have_head_then_pos(setup):
     torch.testing.assert_close(attr[..., :2], torch.zeros(3, 4, 2), atol=1e-5, rtol=0)
 
 
+def test_pattern_dest_src_patching_matches_tl(setup, to_tl):
+    model, clean, corrupted, metric = setup
+    from transformer_lens import patching
+
+    tl = to_tl(model)
+    _, tl_clean = tl.run_with_cache(clean)
+    theirs = patching.get_act_patch_attn_head_pattern_dest_src_pos(tl, corrupted, tl_clean,
+                                                                   metric)
+    ours = gi.activation_patching(model, clean, corrupted, metric, kind="pattern_dest_src")
+    assert ours.shape == theirs.shape == (3, 4, 8, 8)
+    # The metric divides by a small logit gap, so pattern hooks' float noise (they leave the
+    # fused kernel) shows at ~1e-4, as in test_patching_x_into_x_keeps_the_metric.
+    torch.testing.assert_close(ours, theirs, atol=5e-4, rtol=0)
+    # Keys after the query are masked in both runs: patching them changes nothing.
+    assert ours[0, 0, 1, 5].item() == pytest.approx(0.0, abs=1e-6)
+    attr = gi.attribution_patching(model, clean, corrupted, metric, kind="pattern_dest_src")
+    assert attr.shape == (3, 4, 8, 8)
+    assert torch.corrcoef(torch.stack([ours.flatten(), attr.flatten()]))[0, 1] > 0.5
+    with pytest.raises(ValueError, match="one \\(query, key\\) weight"):
+        gi.activation_patching(model, clean, corrupted, metric, kind="pattern_dest_src",
+                               per_position=False)
+
+
 def test_path_patching_to_logits_equals_activation_patching_in_last_layer(setup):
     model, clean, corrupted, metric = setup
     path = gi.path_patching(model, clean, corrupted, metric, receivers="logits",

@@ -62,6 +62,53 @@ def test_stack_head_results_from_z_matches_tl(pair, kwargs):
     torch.testing.assert_close(ours, theirs, atol=ATOL, rtol=1e-4)
 
 
+@pytest.mark.parametrize("kwargs", [
+    {}, {"layer": 2}, {"incl_remainder": True}, {"pos_slice": -1, "apply_ln": True},
+    {"layer": 1, "neuron_slice": (3, 9)},
+])
+def test_stack_neuron_results_matches_tl(pair, kwargs):
+    _, _, _, cache, tl_cache = pair
+    ours, labels = gi.stack_neuron_results(cache, return_labels=True, **kwargs)
+    theirs, tl_labels = tl_cache.stack_neuron_results(
+        kwargs.pop("layer", 3), return_labels=True, **kwargs)
+    assert labels == tl_labels
+    torch.testing.assert_close(ours, theirs, atol=ATOL, rtol=1e-4)
+
+
+def test_neurons_sum_to_the_mlp_output_minus_its_bias(pair):
+    model, _, _, cache, _ = pair
+    neurons = gi.stack_neuron_results(cache, 2)[model.cfg.d_mlp:]  # layer 1's neurons
+    torch.testing.assert_close(neurons.sum(0) + model.blocks[1].mlp.b_out,
+                               cache["mlp_out", 1], atol=ATOL, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"layer": 0}, {"layer": 2}, {"layer": 1, "mlp_input": True},
+    {"layer": 3, "include_mlp_biases": False},
+])
+def test_accumulated_bias_matches_tl(pair, kwargs):
+    model, tl, _, _, _ = pair
+    torch.testing.assert_close(gi.accumulated_bias(model, **kwargs),
+                               tl.accumulated_bias(**kwargs), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {}, {"layer": 2, "expand_neurons": False}, {"layer": 1, "mlp_input": True},
+    {"apply_ln": True, "pos_slice": -1}, {"layer": 2, "mlp_input": True, "apply_ln": True},
+])
+def test_full_resid_decomposition_matches_tl_and_sums(pair, kwargs):
+    model, _, _, cache, tl_cache = pair
+    ours, labels = gi.full_resid_decomposition(cache, return_labels=True, **kwargs)
+    theirs, tl_labels = tl_cache.get_full_resid_decomposition(return_labels=True, **kwargs)
+    assert labels == tl_labels
+    torch.testing.assert_close(ours, theirs, atol=ATOL, rtol=1e-4)
+    if not kwargs.get("apply_ln"):
+        layer = kwargs.get("layer", 3)
+        whole = cache["resid_post", 2] if layer == 3 else \
+            cache["resid_mid" if kwargs.get("mlp_input") else "resid_pre", layer]
+        torch.testing.assert_close(ours.sum(0), whole, atol=ATOL, rtol=1e-4)
+
+
 def test_head_results_from_hook_result_equal_from_z(pair):
     model, _, tokens, cache, _ = pair
     _, with_result = model.run_with_cache(tokens, names_filter="blocks.1.attn.hook_result")

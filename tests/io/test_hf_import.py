@@ -103,7 +103,8 @@ def test_gpt2_activations_match_transformer_lens(tmp_path: Path) -> None:
         n_layers=shape["n_layer"], d_model=shape["n_embd"], n_heads=shape["n_head"],
         d_head=shape["n_embd"] // shape["n_head"], d_mlp=4 * shape["n_embd"],
         d_vocab=shape["vocab_size"], n_ctx=shape["n_positions"], act_fn="gelu_new",
-        normalization_type="LN", eps=1e-5, use_attn_result=True, default_prepend_bos=False,
+        normalization_type="LN", eps=1e-5, use_attn_result=True, use_attn_in=True,
+        use_split_qkv_input=True, use_hook_mlp_in=True, default_prepend_bos=False,
     )
     reference = tl.HookedTransformer(tl_cfg)
     reference.load_and_process_state_dict(
@@ -117,7 +118,9 @@ def test_gpt2_activations_match_transformer_lens(tmp_path: Path) -> None:
     torch.testing.assert_close(logits, tl_logits, atol=ATOL, rtol=0)
     ours = set(cache.keys())
     assert ours <= set(tl_cache.keys()), sorted(ours - set(tl_cache.keys()))
-    assert len(ours) == 4 + shape["n_layer"] * 18  # every hook point, hook_result included
+    # Every hook point, the on-request ones (hook_result, the per-head inputs) included.
+    assert ours == set(tl_cache.keys())
+    assert len(ours) == 6 + shape["n_layer"] * 23
     for name in sorted(ours):
         torch.testing.assert_close(cache[name], tl_cache[name], atol=ATOL, rtol=0,
                                    msg=lambda m, n=name: f"{n}: {m}")

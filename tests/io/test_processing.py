@@ -12,7 +12,7 @@ import gptscope as gs
 from gptscope.io.processing import center_unembed, fold_layer_norm, process_weights
 
 ATOL = 1e-4
-STEPS = ["fold_ln", "center_writing_weights", "center_unembed"]
+STEPS = ["fold_ln", "center_writing_weights", "center_unembed", "fold_value_biases"]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,11 @@ def test_processing_keeps_log_probs(gpt2_folder: Path, steps: list[str]) -> None
     torch.testing.assert_close(_log_probs(processed, tokens), _log_probs(plain, tokens),
                                atol=ATOL, rtol=0)
     assert processed.cfg.extra["processing"] == steps
-    assert not processed.cfg.tie_embeddings  # W_U got its own copy
+    if steps != ["fold_value_biases"]:
+        assert not processed.cfg.tie_embeddings  # W_U got its own copy
+    if "fold_value_biases" in steps:
+        assert torch.equal(processed.b_V, torch.zeros_like(processed.b_V))
+        assert not torch.equal(processed.b_O, plain.b_O)
     if "fold_ln" in steps:
         for block in processed.blocks:
             assert torch.equal(block.ln1.w, torch.ones_like(block.ln1.w))
@@ -57,7 +61,9 @@ def test_processing_keeps_log_probs(gpt2_folder: Path, steps: list[str]) -> None
         torch.testing.assert_close(processed.W_E, plain.W_E)  # untied first: W_E untouched
 
 
-def test_processing_matches_transformer_lens(gpt2_folder: Path) -> None:
+@pytest.mark.parametrize("fold_value_biases", [False, True])
+def test_processing_matches_transformer_lens(gpt2_folder: Path, fold_value_biases: bool
+                                             ) -> None:
     tl = pytest.importorskip("transformer_lens")
     from transformer_lens.pretrained.weight_conversions.gpt2 import convert_gpt2_weights
 
@@ -72,10 +78,11 @@ def test_processing_matches_transformer_lens(gpt2_folder: Path) -> None:
     reference = tl.HookedTransformer(tl_cfg)
     reference.load_and_process_state_dict(
         convert_gpt2_weights(hf, tl_cfg), fold_ln=True, center_writing_weights=True,
-        center_unembed=True, fold_value_biases=False, refactor_factored_attn_matrices=False,
+        center_unembed=True, fold_value_biases=fold_value_biases,
+        refactor_factored_attn_matrices=False,
     )
     ours = gs.load_pretrained(gpt2_folder, fold_ln=True, center_writing_weights=True,
-                              center_unembed=True)
+                              center_unembed=True, fold_value_biases=fold_value_biases)
     theirs = reference.state_dict()
     mine = ours.state_dict()
     compared = 0

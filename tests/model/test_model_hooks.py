@@ -35,7 +35,8 @@ def _no_hooks_left(model):
 
 
 def expected_names(n_layers: int) -> set[str]:
-    names = {"hook_embed", "hook_pos_embed", "ln_final.hook_scale", "ln_final.hook_normalized"}
+    names = {"hook_embed", "hook_pos_embed", "ln_final.hook_scale", "ln_final.hook_normalized",
+             "unembed.hook_in", "unembed.hook_out"}
     for l in range(n_layers):
         b = f"blocks.{l}."
         names |= {b + s for s in (
@@ -53,8 +54,10 @@ def expected_names(n_layers: int) -> set[str]:
 def test_cache_has_exactly_the_transformerlens_names(model, toks):
     _, cache = model.run_with_cache(toks)
     assert set(cache.keys()) == expected_names(2)
-    assert set(model.hook_dict) == expected_names(2) | {"blocks.0.attn.hook_result",
-                                                        "blocks.1.attn.hook_result"}
+    on_request = ("attn.hook_result", "hook_attn_in", "hook_q_input", "hook_k_input",
+                  "hook_v_input", "hook_mlp_in")
+    assert set(model.hook_dict) == expected_names(2) | {f"blocks.{i}.{n}" for i in range(2)
+                                                        for n in on_request}
     assert _no_hooks_left(model)
 
 
@@ -105,7 +108,8 @@ def test_identity_hooks_are_bitwise(model, toks):
 
     fast_points = [n for n in model.hook_dict
                    if not n.endswith(("hook_scale", "hook_normalized", "hook_attn_scores",
-                                      "hook_pattern", "hook_result"))]
+                                      "hook_pattern", "hook_result", "hook_attn_in",
+                                      "hook_q_input", "hook_k_input", "hook_v_input"))]
     hooked = model.run_with_hooks(toks, fwd_hooks=[(n, identity) for n in fast_points])
     assert torch.equal(plain, hooked)
     assert set(seen) == set(fast_points)
@@ -180,11 +184,15 @@ def test_editing_in_place_equals_returning_the_edit(toks, kw, mode):
     names = [n for n in model.hook_dict if not n.endswith("hook_result")] + \
         ["blocks.0.attn.hook_result"]
 
+    # Not a constant shift: a norm right after a hook (the per-head inputs) would undo it.
+    def ramp(t):
+        return torch.linspace(0.1, 0.3, t.shape[-1], dtype=t.dtype)
+
     def returned(t, hook):
-        return t * 0.5 + 0.1
+        return t * 0.5 + ramp(t)
 
     def in_place(t, hook):
-        t.mul_(0.5).add_(0.1)
+        t.mul_(0.5).add_(ramp(t))
 
     with AUTOGRAD_MODES[mode]():
         plain = model(toks)
@@ -448,3 +456,91 @@ def test_attach_splices_and_detach_restores(toks):
     with model.attached(name, Zeroer()):
         assert not torch.allclose(model(toks), plain)
     assert torch.equal(model(toks), plain)
+
+
+# -- the one way in: hook_point, activations, where a hook is in the sequence ------------------
+
+
+def test_hook_point_finds_or_suggests(model):
+    assert model.hook_point("blocks.1.attn.hook_z") is model.blocks[1].attn.hook_z
+    with pytest.raises(ValueError, match="did you mean 'blocks.1.attn.hook_z'"):
+        model.hook_point("blocks.1.attn.hook_zz")
+    with pytest.raises(ValueError, match="one hook's name"):
+        model.hook_point(3)
+
+
+@pytest.mark.parametrize("names", [
+    "hook_embed", ["blocks.0.attn.hook_pattern", "blocks.0.hook_resid_post"],
+    ["blocks.1.mlp.hook_post", "hook_pos_embed"], "ln_final.hook_normalized",
+    ["unembed.hook_out", "blocks.0.hook_mlp_out"], lambda n: n.endswith("hook_v"),
+])
+def test_activations_equal_the_full_cache(model, toks, names):
+    got = model.activations(toks, names)
+    _, cache = model.run_with_cache(toks, names_filter=names)
+    assert list(got) == list(cache.keys())
+    for name, tensor in got.items():
+        assert torch.equal(tensor, cache[name]), name
+        assert not tensor.requires_grad
+
+
+@pytest.mark.parametrize("names, last_block_run", [
+    ("hook_embed", None), ("blocks.0.hook_resid_pre", 0), (["blocks.1.attn.hook_q"], 1),
+    ("ln_final.hook_scale", 1),
+])
+def test_activations_stop_after_the_deepest_hook(model, toks, names, last_block_run):
+    ran = []
+
+    def note(t, hook):
+        ran.append(hook.layer())
+
+    hooks = [(f"blocks.{i}.hook_resid_pre", note) for i in range(2)]
+    unembedded = []
+    hooks.append(("unembed.hook_in", lambda t, h: unembedded.append(1)))
+    with model.hooks(hooks):
+        model.activations(toks, names)
+    assert ran == list(range((last_block_run if last_block_run is not None else -1) + 1))
+    assert not unembedded  # no logits unless an unembed hook is asked for
+
+
+def test_activations_pass_the_attention_mask(model):
+    padded = torch.tensor([[0, 0, 5, 6, 7], [1, 2, 3, 4, 5]])
+    mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    got = model.activations(padded, "blocks.1.hook_resid_post", attention_mask=mask)
+    alone = model.activations(padded[:1, 2:], "blocks.1.hook_resid_post")
+    torch.testing.assert_close(got["blocks.1.hook_resid_post"][:1, 2:],
+                               alone["blocks.1.hook_resid_post"], atol=1e-5, rtol=1e-5)
+
+
+def test_activations_bad_arguments(model, toks):
+    with pytest.raises(ValueError, match="names must pick the hooks"):
+        model.activations(toks, None)
+    with pytest.raises(ValueError, match="not \\['return_type'\\]"):
+        model.activations(toks, "hook_embed", return_type="logits")
+    with pytest.raises(ValueError, match="unknown hook name"):
+        model.activations(toks, ["hook_embedd"])
+
+
+def test_hooks_know_the_offset_and_positions_during_cached_decoding(model):
+    seen = []
+
+    def note(t, hook):
+        seen.append((hook.offset, hook.positions.tolist(), t.shape[1]))
+
+    prompt = torch.tensor([[3, 4, 5, 6]])
+    with model.hooks([("blocks.0.hook_resid_pre", note)]):
+        model.generate(prompt, max_new_tokens=2, temperature=0)
+    assert seen == [(0, [0, 1, 2, 3], 4), (4, [4], 1)]
+    point = model.hook_point("blocks.0.hook_resid_pre")
+    assert (point.offset, point.positions) == (0, None)  # outside a forward pass
+
+
+def test_reset_hooks_and_remove_batch_dim_as_in_transformerlens(model, toks):
+    """Kept for code ported from TransformerLens, which calls both."""
+    model.hook_point("blocks.0.hook_resid_pre").fwd_fns.append(lambda t, h: t * 0)
+    model.reset_hooks()
+    assert _no_hooks_left(model)
+    _, cache = model.run_with_cache(toks[:1], names_filter="blocks.0.hook_resid_post")
+    single = cache.remove_batch_dim()
+    assert single["blocks.0.hook_resid_post"].shape == (9, 32)
+    with pytest.raises(ValueError, match="batch size 2"):
+        model.run_with_cache(toks, names_filter="hook_embed")[1].remove_batch_dim()

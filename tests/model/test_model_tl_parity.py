@@ -79,8 +79,7 @@ def test_logits_and_every_activation_match(pair):
     ref_logits, ref_cache = ref.run_with_cache(toks)
     torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-5)
     ours_names = set(cache.keys())
-    theirs_names = set(ref_cache.keys()) - {"unembed.hook_in", "unembed.hook_out"}
-    assert ours_names == theirs_names
+    assert ours_names == set(ref_cache.keys())
     for name in sorted(ours_names):
         a, b = cache[name], ref_cache[name]
         assert a.shape == b.shape, name
@@ -111,6 +110,58 @@ def test_result_hook_matches():
     torch.testing.assert_close(cache[name], ref_cache[name], atol=1e-5, rtol=1e-5)
 
 
+ON_REQUEST = ["hook_attn_in", "hook_q_input", "hook_k_input", "hook_v_input", "hook_mlp_in"]
+
+
+@pytest.mark.parametrize("config", ["gpt2_like", "rotary_rms"])
+def test_on_request_hooks_match(config):
+    """TransformerLens's opt-in hooks (use_attn_in, use_split_qkv_input, use_hook_mlp_in):
+    the same values, and the same logits and downstream activations while they are on."""
+    model = ours(**CONFIGS[config])
+    ref = theirs(model)
+    ref.set_use_attn_in(True)
+    ref.set_use_split_qkv_input(True)
+    ref.set_use_hook_mlp_in(True)
+    toks = torch.randint(0, 53, (2, 10), generator=torch.Generator().manual_seed(5))
+    names = [f"blocks.{i}.{n}" for i in range(2) for n in ON_REQUEST]
+    names += ["blocks.1.attn.hook_q", "blocks.1.ln1.hook_scale", "blocks.1.hook_resid_post"]
+    logits, cache = model.run_with_cache(toks, names_filter=names)
+    ref_logits, ref_cache = ref.run_with_cache(toks, names_filter=names)
+    torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-5)
+    assert set(cache.keys()) == set(ref_cache.keys()) == set(names)
+    for name in names:
+        torch.testing.assert_close(cache[name], ref_cache[name], atol=1e-5, rtol=1e-5,
+                                   msg=lambda m, n=name: f"{n}: {m}")
+    assert cache["blocks.0.hook_k_input"].shape == (2, 10, 4, 32)
+    # Not cached by default, as in TransformerLens.
+    assert not set(model.run_with_cache(toks)[1].keys()) & set(names[:10])
+
+
+def test_patching_one_heads_value_input_matches():
+    """Negating head 2's value input in layer 1 changes the same logits in both libraries,
+    and leaves the other heads' values alone."""
+    model = ours(**CONFIGS["gpt2_like"])
+    ref = theirs(model)
+    ref.set_use_split_qkv_input(True)
+    toks = torch.randint(0, 53, (2, 10), generator=torch.Generator().manual_seed(6))
+
+    def flip_head_2(x, hook):
+        x[:, :, 2] *= -1
+        return x
+
+    hooks = [("blocks.1.hook_v_input", flip_head_2)]
+    ours_logits = model.run_with_hooks(toks, fwd_hooks=hooks)
+    torch.testing.assert_close(ours_logits, ref.run_with_hooks(toks, fwd_hooks=hooks),
+                               atol=1e-5, rtol=1e-5)
+    assert (ours_logits - model(toks)).abs().max() > 1e-3
+    with model.hooks(hooks):
+        _, cache = model.run_with_cache(toks, names_filter="blocks.1.attn.hook_v")
+    clean = model.run_with_cache(toks, names_filter="blocks.1.attn.hook_v")[1]
+    v, v0 = cache["blocks.1.attn.hook_v"], clean["blocks.1.attn.hook_v"]
+    torch.testing.assert_close(v[:, :, [0, 1, 3]], v0[:, :, [0, 1, 3]], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(v[:, :, 2], v0[:, :, 2])
+
+
 def test_gradients_match():
     model = ours(**CONFIGS["gpt2_like"])
     ref = theirs(model)
@@ -135,8 +186,7 @@ def test_backward_cache_matches(config):
     _, cache = model.run_with_cache(toks, return_type="loss", incl_bwd=True)
     _, ref_cache = ref.run_with_cache(toks, return_type="loss", incl_bwd=True)
     grads = {k for k in cache.keys() if k.endswith("_grad")}
-    ref_grads = {k for k in ref_cache.keys()
-                 if k.endswith("_grad") and not k.startswith("unembed.")}
+    ref_grads = {k for k in ref_cache.keys() if k.endswith("_grad")}
     assert grads == ref_grads
     # TransformerLens runs ln1 three times per block (for q, k and v inputs) and its cache
     # keeps the gradient of the last call only; ours is the whole gradient, checked against

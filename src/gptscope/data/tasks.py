@@ -18,7 +18,6 @@ examples, uses a seeded permutation instead.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import ClassVar, Literal
@@ -654,8 +653,3 @@ def make_task(name: str, **kwargs: object) -> Task:
         )
     return cls(**kwargs)  # type: ignore[arg-type]
 
-
-def chance_exact_match(task: Task) -> float:
-    """Exact-match rate of uniform random guessing over the task's vocabulary."""
-    n_answer = task.answer_slice().stop - task.answer_slice().start
-    return math.pow(1.0 / task.vocab_size, n_answer)

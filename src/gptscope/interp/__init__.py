@@ -26,23 +26,26 @@ from gptscope.interp.patching import (
 )
 from gptscope.interp.probes import ProbeResult, probe_layers, train_probe
 from gptscope.interp.resid import (
+    accumulated_bias,
     accumulated_resid,
     apply_ln_to_stack,
     decompose_resid,
+    full_resid_decomposition,
     head_results,
     ln_scale,
     logit_attrs,
     stack_head_results,
+    stack_neuron_results,
 )
 
 # superposition: see superposition.py (imported on its own: gptscope.interp.superposition)
 
 __all__ = [
-    "DLA", "Example", "FactoredMatrix", "LogitLens", "ProbeResult",
+    "DLA", "Example", "FactoredMatrix", "LogitLens", "ProbeResult", "accumulated_bias",
     "accumulated_resid", "activation_patching", "apply_ln_to_stack", "attribution_patching",
     "composition_scores", "copying_scores", "decompose_resid", "detection_pattern", "dla",
-    "head_results", "head_scores", "ln_scale", "logit_attrs", "logit_diff",
-    "logit_diff_metric", "logit_lens", "ov_circuit", "path_patch", "path_patching",
-    "pattern_scores", "probe_layers", "qk_circuit", "repeated_tokens", "stack_head_results",
-    "top_activating_examples", "train_probe",
+    "full_resid_decomposition", "head_results", "head_scores", "ln_scale", "logit_attrs",
+    "logit_diff", "logit_diff_metric", "logit_lens", "ov_circuit", "path_patch",
+    "path_patching", "pattern_scores", "probe_layers", "qk_circuit", "repeated_tokens",
+    "stack_head_results", "stack_neuron_results", "top_activating_examples", "train_probe",
 ]

@@ -23,6 +23,8 @@ from torch import Tensor
 
 from gptscope.interp._util import as_token_ids
 from gptscope.interp.resid import head_results
+from gptscope.model.cache import ActivationCache
+from gptscope.model.hooks import act_name
 
 
 @dataclass
@@ -112,13 +114,13 @@ class DLA:
 
 def _dla_names(model: Any) -> list[str]:
     n = model.cfg.n_layers
-    names = ["hook_embed", f"blocks.{n - 1}.hook_resid_post"]
+    names = ["hook_embed", act_name("resid_post", n - 1)]
     names += [name for name in ("hook_pos_embed", "ln_final.hook_scale")
               if name in model.hook_dict]
     for i in range(n):
-        names.append(f"blocks.{i}.attn.hook_z")
+        names.append(act_name("z", i))
         if not model.cfg.attn_only:
-            names.append(f"blocks.{i}.hook_mlp_out")
+            names.append(act_name("mlp_out", i))
     return names
 
 
@@ -146,15 +148,14 @@ def dla(
     if hasattr(tokens_or_cache, "keys") and hasattr(tokens_or_cache, "model"):
         cache = tokens_or_cache
     else:
-        with torch.no_grad():
-            _, cache = model.run_with_cache(tokens_or_cache, names_filter=_dla_names(model))
+        cache = ActivationCache(model.activations(tokens_or_cache, _dla_names(model)), model)
     with torch.no_grad():
         return _dla(model, cache, correct, incorrect, pos)
 
 
 def _dla(model: Any, cache: Any, correct: Any, incorrect: Any, pos: int | Tensor) -> DLA:
     cfg = model.cfg
-    final = cache[f"blocks.{cfg.n_layers - 1}.hook_resid_post"]  # [batch, pos, d_model]
+    final = cache[act_name("resid_post", cfg.n_layers - 1)]  # [batch, pos, d_model]
     batch, n_pos = final.shape[:2]
     rows = torch.arange(batch, device=final.device)
     if isinstance(pos, int):
@@ -207,7 +208,7 @@ def _dla(model: Any, cache: Any, correct: Any, incorrect: Any, pos: int | Tensor
     heads = torch.stack([attr(pick(head_results(cache, i))) for i in range(cfg.n_layers)], 1)
     mlp = None
     if not cfg.attn_only:
-        mlp = torch.stack([attr(pick(cache[f"blocks.{i}.hook_mlp_out"]))
+        mlp = torch.stack([attr(pick(cache[act_name("mlp_out", i)]))
                            for i in range(cfg.n_layers)], 1)
     if cfg.attn_bias:
         b_O = model.b_O.detach()  # [layer, d_model]: every position gets the same bias

@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gptscope.model.hooks import act_name
+
 KINDS = ("previous_token", "duplicate_token", "induction")
 
 
@@ -118,9 +120,8 @@ def head_scores(
     tokens = model.to_tokens(tokens)
     if tokens.shape[1] < 2:
         raise ValueError("head scores need sequences of at least 2 tokens")
-    names = [f"blocks.{i}.attn.hook_pattern" for i in range(model.cfg.n_layers)]
-    with torch.no_grad():
-        _, cache = model.run_with_cache(tokens, names_filter=names, return_type=None)
+    names = [act_name("pattern", i) for i in range(model.cfg.n_layers)]
+    cache = model.activations(tokens, names)
     det = detection_pattern(tokens, kind)
     return torch.stack([
         pattern_scores(cache[name].float(), det, rows, exclude_bos, exclude_current_token)

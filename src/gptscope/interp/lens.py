@@ -17,6 +17,8 @@ from torch import Tensor
 
 from gptscope.interp._util import as_token_ids
 from gptscope.interp.resid import accumulated_resid
+from gptscope.model.cache import ActivationCache
+from gptscope.model.hooks import act_name
 
 
 @dataclass
@@ -106,7 +108,7 @@ class LogitLens:
 
 def _names(model: Any) -> list[str]:
     n = model.cfg.n_layers
-    names = [f"blocks.{i}.hook_resid_pre" for i in range(n)] + [f"blocks.{n - 1}.hook_resid_post"]
+    names = [act_name("resid_pre", i) for i in range(n)] + [act_name("resid_post", n - 1)]
     return names
 
 
@@ -135,19 +137,14 @@ def logit_lens(
         cache = tokens_or_cache
     else:
         tokens = model.to_tokens(tokens_or_cache)
-        with torch.no_grad():
-            _, cache = model.run_with_cache(tokens, names_filter=_names(model))
+        cache = ActivationCache(model.activations(tokens, _names(model)), model)
     with torch.no_grad():
         stack, labels = accumulated_resid(cache, apply_ln=True, return_labels=True)
         batch, n_pos = stack.shape[1:3]
         targets = _targets(model, target, tokens, batch, n_pos)
-        W_U = model.W_U.detach()
-        b_U = model.b_U
         top_tokens, top_probs, target_probs = [], [], []
         for x in stack:  # one layer at a time keeps [batch, pos, d_vocab] the largest tensor
-            logits = x @ W_U
-            if b_U is not None:
-                logits = logits + b_U
+            logits = model.unembed(x)  # x has been through ln_final already
             logp = logits.float().log_softmax(-1)
             vals, idx = logp.topk(k, dim=-1)
             top_tokens.append(idx)

@@ -76,30 +76,17 @@ def top_activating_examples(
     """
     if (unit is None) == (direction is None):
         raise ValueError("give exactly one of unit= (an int) or direction= (a tensor [d])")
-    if hook_name not in model.hook_dict:
-        model._unknown_hook(hook_name)
+    model.hook_point(hook_name)
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive int, got {k!r}")
-    point = model.hook_dict[hook_name]
-    layer = point.layer()
     heap: list[tuple[float, int, Example]] = []  # min-heap on (signed) value
     counter = itertools.count()
     seq_offset = 0
     sign = 1.0 if largest else -1.0
-    captured: dict[str, Tensor] = {}
-
-    def grab(x: Tensor, hook: Any) -> None:
-        captured["x"] = x.detach()
-
     with torch.no_grad():
         for batch in _batches(dataset_tokens, batch_size):
             tokens = model.to_tokens(batch)
-            with model.hooks(fwd_hooks=[(hook_name, grab)]):
-                if layer is not None:  # no need to run the blocks above the hook
-                    model(tokens, stop_at_layer=layer + 1)
-                else:
-                    model(tokens, return_type=None)
-            acts = captured.pop("x").flatten(2).float()  # [batch, pos, d]
+            acts = model.activations(tokens, hook_name)[hook_name].flatten(2).float()
             if unit is not None:
                 if not 0 <= unit < acts.shape[-1]:
                     raise ValueError(f"unit {unit} is outside the {acts.shape[-1]} units of "

@@ -14,26 +14,31 @@ corrupted run scores 0 and the clean run 1.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from gptscope.model.hooks import act_name
+
 Metric = Callable[[Tensor], Any]
 
-# kind -> (hook template, position dim, head dim or None)
-_KINDS: dict[str, tuple[str, int, int | None]] = {
-    "resid_pre": ("blocks.{}.hook_resid_pre", 1, None),
-    "resid_mid": ("blocks.{}.hook_resid_mid", 1, None),
-    "resid_post": ("blocks.{}.hook_resid_post", 1, None),
-    "attn_out": ("blocks.{}.hook_attn_out", 1, None),
-    "mlp_out": ("blocks.{}.hook_mlp_out", 1, None),
-    "z": ("blocks.{}.attn.hook_z", 1, 2),
-    "q": ("blocks.{}.attn.hook_q", 1, 2),
-    "k": ("blocks.{}.attn.hook_k", 1, 2),
-    "v": ("blocks.{}.attn.hook_v", 1, 2),
-    "pattern": ("blocks.{}.attn.hook_pattern", 2, 1),  # position = query position
+# kind -> (its hook, act_name(hook, layer); position dims; head dim or None)
+_KINDS: dict[str, tuple[str, tuple[int, ...], int | None]] = {
+    "resid_pre": ("resid_pre", (1,), None),
+    "resid_mid": ("resid_mid", (1,), None),
+    "resid_post": ("resid_post", (1,), None),
+    "attn_out": ("attn_out", (1,), None),
+    "mlp_out": ("mlp_out", (1,), None),
+    "z": ("z", (1,), 2),
+    "q": ("q", (1,), 2),
+    "k": ("k", (1,), 2),
+    "v": ("v", (1,), 2),
+    "pattern": ("pattern", (2,), 1),  # position = query position
+    # One attention weight at a time: [layer, head, query (dest), key (src)].
+    "pattern_dest_src": ("pattern", (2, 3), 1),
 }
 _ALIASES = {"head": "z"}
 KINDS = tuple(_KINDS) + tuple(_ALIASES)
@@ -75,7 +80,8 @@ def logit_diff_metric(
     return metric
 
 
-def _kind(kind: str, model: Any) -> tuple[str, int, int | None]:
+def _kind(kind: str, model: Any) -> tuple[str, tuple[int, ...], int | None]:
+    """(the kind's hook for act_name, position dims, head dim or None)."""
     kind = _ALIASES.get(kind, kind)
     if kind not in _KINDS:
         raise ValueError(f"unknown patching kind {kind!r}; choose one of {', '.join(KINDS)}")
@@ -95,35 +101,35 @@ def _tokens(model: Any, clean: Any, corrupted: Any) -> tuple[Tensor, Tensor]:
     return clean, corrupted
 
 
-def _per_position(per_position: bool | None, head_dim: int | None) -> bool:
+def _per_position(per_position: bool | None, pos_dims: tuple[int, ...],
+                  head_dim: int | None) -> bool:
+    """Whether the map has position axes: by default for the residual kinds, not per head;
+    always for pattern_dest_src, which is one entry per (query, key)."""
+    if len(pos_dims) > 1:
+        if per_position is False:
+            raise ValueError("pattern_dest_src patches one (query, key) weight at a time; "
+                             "use kind='pattern' for whole heads or query rows")
+        return True
     return head_dim is None if per_position is None else per_position
 
 
-def _out_shape(model: Any, n_pos: int, head_dim: int | None, per_pos: bool) -> tuple[int, ...]:
-    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
-    if head_dim is None:
-        return (n_layers, n_pos) if per_pos else (n_layers,)
-    return (n_layers, n_heads, n_pos) if per_pos else (n_layers, n_heads)
+def _map_dims(pos_dims: tuple[int, ...], head_dim: int | None, per_pos: bool
+              ) -> tuple[int, ...]:
+    """The activation dims a map entry picks one index of, in map order (head, positions)."""
+    return ((head_dim,) if head_dim is not None else ()) + (pos_dims if per_pos else ())
 
 
-def _units(model: Any, n_pos: int, head_dim: int | None, per_pos: bool) -> list[tuple]:
-    """Indices within one layer of the map: (), (pos,), (head,) or (head, pos)."""
-    if head_dim is None:
-        return [(p,) for p in range(n_pos)] if per_pos else [()]
-    heads = range(model.cfg.n_heads)
-    return [(h, p) for h in heads for p in range(n_pos)] if per_pos else [(h,) for h in heads]
+def _out_shape(model: Any, n_pos: int, dims: tuple[int, ...], head_dim: int | None
+               ) -> tuple[int, ...]:
+    """[layer, (head,) (pos...)]: the map's shape."""
+    return (model.cfg.n_layers, *(model.cfg.n_heads if d == head_dim else n_pos for d in dims))
 
 
-def _index(ndim: int, pos_dim: int, head_dim: int | None, unit: tuple) -> tuple:
-    """The activation index that a map entry patches."""
+def _index(ndim: int, dims: tuple[int, ...], unit: tuple) -> tuple:
+    """The activation index that a map entry (``unit``, one index per dim) patches."""
     idx: list[Any] = [slice(None)] * ndim
-    if head_dim is None:
-        if unit:
-            idx[pos_dim] = unit[0]
-    else:
-        idx[head_dim] = unit[0]
-        if len(unit) == 2:
-            idx[pos_dim] = unit[1]
+    for d, i in zip(dims, unit):
+        idx[d] = i
     return tuple(idx)
 
 
@@ -149,22 +155,27 @@ def activation_patching(
     kind: resid_pre | resid_mid | resid_post | attn_out | mlp_out (map ``[layer, pos]``, or
     ``[layer]`` with ``per_position=False``) or, per head, z (alias "head") | q | k | v |
     pattern (map ``[layer, head]``, or ``[layer, head, pos]`` with ``per_position=True``;
-    for pattern the position is the query). Runs one forward pass per map entry.
+    for pattern the position is the query) | pattern_dest_src (one attention weight at a time:
+    ``[layer, head, query, key]``). Runs one forward pass per map entry whose clean and
+    corrupted values differ; the others (e.g. weights the causal mask zeroes in both) get
+    the unpatched metric.
     """
-    template, pos_dim, head_dim = _kind(kind, model)
+    hook, pos_dims, head_dim = _kind(kind, model)
     clean, corrupted = _tokens(model, clean_tokens, corrupted_tokens)
-    per_pos = _per_position(per_position, head_dim)
-    names = [template.format(i) for i in range(model.cfg.n_layers)]
+    dims = _map_dims(pos_dims, head_dim, _per_position(per_position, pos_dims, head_dim))
+    names = [act_name(hook, i) for i in range(model.cfg.n_layers)]
+    clean_acts = model.activations(clean, names)
+    corrupted_acts = model.activations(corrupted, names)
+    out = torch.empty(_out_shape(model, clean.shape[1], dims, head_dim))
     with torch.no_grad():
-        _, clean_cache = model.run_with_cache(clean, names_filter=names, return_type=None)
-    n_pos = clean.shape[1]
-    out = torch.empty(_out_shape(model, n_pos, head_dim, per_pos))
-    units = _units(model, n_pos, head_dim, per_pos)
-    with torch.no_grad():
+        unpatched = _scalar(metric(model(corrupted)))
         for layer, name in enumerate(names):
-            source = clean_cache[name]
-            for unit in units:
-                idx = _index(source.dim(), pos_dim, head_dim, unit)
+            source = clean_acts[name]
+            for unit in itertools.product(*(range(n) for n in out.shape[1:])):
+                idx = _index(source.dim(), dims, unit)
+                if torch.equal(source[idx], corrupted_acts[name][idx]):
+                    out[(layer, *unit)] = unpatched  # nothing to patch (e.g. a masked weight)
+                    continue
 
                 def patch(x: Tensor, hook: Any, idx: tuple = idx, src: Tensor = source) -> Tensor:
                     x = x.clone()
@@ -198,12 +209,11 @@ def attribution_patching(
     in the activation (small components, e.g. single heads); crude for whole residual
     streams, where it tends to under- or overshoot.
     """
-    template, pos_dim, head_dim = _kind(kind, model)
+    hook, pos_dims, head_dim = _kind(kind, model)
     clean, corrupted = _tokens(model, clean_tokens, corrupted_tokens)
-    per_pos = _per_position(per_position, head_dim)
-    names = [template.format(i) for i in range(model.cfg.n_layers)]
-    with torch.no_grad():
-        _, clean_cache = model.run_with_cache(clean, names_filter=names, return_type=None)
+    dims = _map_dims(pos_dims, head_dim, _per_position(per_position, pos_dims, head_dim))
+    names = [act_name(hook, i) for i in range(model.cfg.n_layers)]
+    clean_acts = model.activations(clean, names)
     acts: dict[str, Tensor] = {}
 
     def save(x: Tensor, hook: Any) -> None:
@@ -217,18 +227,15 @@ def attribution_patching(
                              "computed from the logits with torch ops (it is differentiated)")
         grads = torch.autograd.grad(value, [acts[n] for n in names], allow_unused=True)
     base = value.item()
-    n_pos = clean.shape[1]
-    out = torch.empty(_out_shape(model, n_pos, head_dim, per_pos))
+    out = torch.empty(_out_shape(model, clean.shape[1], dims, head_dim))
     for layer, (name, grad) in enumerate(zip(names, grads)):
         if grad is None:  # the activation does not reach the metric
             out[layer] = base
             continue
-        prod = (clean_cache[name] - acts[name].detach()) * grad  # elementwise first-order terms
-        keep = {d for d in (pos_dim if per_pos else None, head_dim) if d is not None}
-        summed = prod.sum([d for d in range(prod.dim()) if d not in keep])
-        if head_dim is not None and per_pos and head_dim > pos_dim:
-            summed = summed.T  # -> [head, pos]
-        out[layer] = base + summed.cpu()
+        prod = (clean_acts[name] - acts[name].detach()) * grad  # elementwise first-order terms
+        # Sum over every dim the map does not index, the kept ones in map order.
+        prod = prod.permute(*dims, *(d for d in range(prod.dim()) if d not in dims))
+        out[layer] = base + prod.flatten(len(dims)).sum(-1).cpu()
     return out
 
 
@@ -262,15 +269,12 @@ class _PathPatcher:
         self.model, self.corrupted = model, corrupted
         self.to_logits, self.receivers, inputs, self.lowest = _check_path_args(
             model, receivers, receiver_input)
-        z_names = [f"blocks.{i}.attn.hook_z" for i in range(cfg.n_layers)]
-        self.frozen_names = z_names + ([f"blocks.{i}.hook_mlp_out" for i in range(cfg.n_layers)]
+        z_names = [act_name("z", i) for i in range(cfg.n_layers)]
+        self.frozen_names = z_names + ([act_name("mlp_out", i) for i in range(cfg.n_layers)]
                                        if freeze_mlps and not cfg.attn_only else [])
-        with torch.no_grad():
-            _, self.clean_cache = model.run_with_cache(clean, names_filter=z_names,
-                                                       return_type=None)
-            _, self.corr_cache = model.run_with_cache(corrupted, names_filter=self.frozen_names,
-                                                      return_type=None)
-        self.receiver_names = sorted({f"blocks.{layer}.attn.hook_{i}"
+        self.clean_cache = model.activations(clean, z_names)
+        self.corr_cache = model.activations(corrupted, self.frozen_names)
+        self.receiver_names = sorted({act_name(i, layer)
                                       for layer, _ in self.receivers for i in inputs})
         self.heads_at: dict[int, list[int]] = {}
         for layer, head in self.receivers:
@@ -290,7 +294,7 @@ class _PathPatcher:
     def run(self, senders: list[tuple[int, int]], metric: Metric) -> float:
         by_layer: dict[str, list[int]] = {}
         for layer, head in senders:
-            by_layer.setdefault(f"blocks.{layer}.attn.hook_z", []).append(head)
+            by_layer.setdefault(act_name("z", layer), []).append(head)
 
         def freeze(x: Tensor, hook: Any) -> Tensor:
             # Every head (and MLP, if frozen) at its corrupted value, senders at clean.

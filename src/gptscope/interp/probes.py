@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gptscope.model.hooks import act_name
+
 PROBE_KINDS = ("logistic", "linear")
 
 
@@ -198,11 +200,10 @@ def probe_layers(
         raise ValueError(f"labels_per_token {tuple(labels.shape)} must match tokens "
                          f"{tuple(tokens.shape)}")
     if hooks is None:
-        hooks = ["hook_embed"] + [f"blocks.{i}.hook_resid_post"
+        hooks = ["hook_embed"] + [act_name("resid_post", i)
                                   for i in range(model.cfg.n_layers)]
     keep = ~labels.isnan() if labels.is_floating_point() else labels >= 0
-    with torch.no_grad():
-        _, cache = model.run_with_cache(tokens, names_filter=hooks, return_type=None)
+    cache = model.activations(tokens, hooks)
     flat_labels = labels[keep]
     flat_ids = tokens.cpu()[keep]
     results = {}

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from gptscope.interp._util import PosSlice, as_token_ids, cache_model, resolve_layer, slice_pos
+from gptscope.model.hooks import act_name
 
 
 def _labelled(stack: Tensor, labels: list[str], return_labels: bool) -> Any:
@@ -58,13 +59,13 @@ def accumulated_resid(
     labels: list[str] = []
     for i in range(layer + 1):
         if i == n_layers:
-            parts.append(cache[f"blocks.{n_layers - 1}.hook_resid_post"])
+            parts.append(cache[act_name("resid_post", n_layers - 1)])
             labels.append("final_post")
             continue
-        parts.append(cache[f"blocks.{i}.hook_resid_pre"])
+        parts.append(cache[act_name("resid_pre", i)])
         labels.append(f"{i}_pre")
         if (incl_mid and i < layer) or (mlp_input and i == layer):
-            parts.append(cache[f"blocks.{i}.hook_resid_mid"])
+            parts.append(cache[act_name("resid_mid", i)])
             labels.append(f"{i}_mid")
     stack = torch.stack([slice_pos(p, pos_slice) for p in parts])
     if apply_ln:
@@ -106,21 +107,38 @@ def decompose_resid(
                 labels.append(label)
     for i in range(layer):
         if incl_attn:
-            parts.append(cache[f"blocks.{i}.hook_attn_out"])
+            parts.append(cache[act_name("attn_out", i)])
             labels.append(f"{i}_attn_out")
         if incl_mlp:
-            parts.append(cache[f"blocks.{i}.hook_mlp_out"])
+            parts.append(cache[act_name("mlp_out", i)])
             labels.append(f"{i}_mlp_out")
     if mlp_input and incl_attn:
         if layer == model.cfg.n_layers:
             raise ValueError("mlp_input=True needs a layer below n_layers")
-        parts.append(cache[f"blocks.{layer}.hook_attn_out"])
+        parts.append(cache[act_name("attn_out", layer)])
         labels.append(f"{layer}_attn_out")
     if not parts:
         raise ValueError("no components selected; widen mode, incl_embeds or layer")
     stack = torch.stack([slice_pos(p, pos_slice) for p in parts])
     if apply_ln:
         stack = apply_ln_to_stack(cache, stack, layer, mlp_input=mlp_input, pos_slice=pos_slice)
+    return _labelled(stack, labels, return_labels)
+
+
+def _finish_stack(cache: Any, stack: Tensor, labels: list[str], layer: int,
+                  pos_slice: PosSlice, incl_remainder: bool, apply_ln: bool,
+                  return_labels: bool) -> Tensor | tuple[Tensor, list[str]]:
+    """Append the remainder (``resid_post`` of ``layer - 1`` minus the stack's sum) and put
+    the stack ``[component, ..., d_model]`` through ``layer``'s frozen LayerNorm, as asked."""
+    if incl_remainder:
+        if layer == 0:
+            raise ValueError("incl_remainder needs layer >= 1 (the remainder is resid_post of "
+                             "layer - 1)")
+        resid = slice_pos(cache[act_name("resid_post", layer - 1)], pos_slice)
+        stack = torch.cat([stack, (resid - stack.sum(0))[None]])
+        labels.append("remainder")
+    if apply_ln:
+        stack = apply_ln_to_stack(cache, stack, layer, pos_slice=pos_slice)
     return _labelled(stack, labels, return_labels)
 
 
@@ -131,10 +149,10 @@ def head_results(cache: Any, layer: int) -> Tensor:
     ``W_O`` (the same numbers: result = z @ W_O per head, without b_O).
     """
     model = cache_model(cache)
-    name = f"blocks.{layer}.attn.hook_result"
+    name = act_name("result", layer)
     if name in cache:
         return cache[name]
-    z_name = f"blocks.{layer}.attn.hook_z"
+    z_name = act_name("z", layer)
     if z_name not in cache:
         raise ValueError(
             f"per-head results need {name} or {z_name} in the cache; add one to names_filter "
@@ -170,16 +188,112 @@ def stack_head_results(
     else:
         shape = slice_pos(cache["hook_embed"], pos_slice).shape
         stack = cache["hook_embed"].new_zeros((0, *shape))
-    if incl_remainder:
-        if layer == 0:
-            raise ValueError("incl_remainder needs layer >= 1 (the remainder is resid_post of "
-                             "layer - 1)")
-        resid = slice_pos(cache[f"blocks.{layer - 1}.hook_resid_post"], pos_slice)
-        stack = torch.cat([stack, (resid - stack.sum(0))[None]])
-        labels.append("remainder")
+    return _finish_stack(cache, stack, labels, layer, pos_slice, incl_remainder, apply_ln,
+                         return_labels)
+
+
+def stack_neuron_results(
+    cache: Any,
+    layer: int | None = None,
+    pos_slice: PosSlice = None,
+    neuron_slice: PosSlice = None,
+    return_labels: bool = False,
+    incl_remainder: bool = False,
+    apply_ln: bool = False,
+) -> Tensor | tuple[Tensor, list[str]]:
+    """Every MLP neuron's write in the layers before ``layer``: ``[layer * neuron, batch,
+    pos, d_model]``.
+
+    Neuron n of layer l writes ``hook_post[..., n] * W_out[l, n]`` (b_out is not any
+    neuron's). Labels ``L{l}N{n}``, layer-major; ``neuron_slice`` (like ``pos_slice``) keeps
+    some neurons of every layer. ``incl_remainder`` appends ``resid_post`` of ``layer - 1``
+    minus the neurons' sum.
+    """
+    model = cache_model(cache)
+    if not _has_mid(model):
+        raise ValueError("attention-only models have no MLP neurons")
+    layer = resolve_layer(layer, model.cfg.n_layers)
+    neurons = slice_pos(torch.arange(model.cfg.d_mlp), neuron_slice, dim=0).reshape(-1)
+    embed = slice_pos(cache["hook_embed"], pos_slice)
+    stack = embed.new_zeros((0, *embed.shape))
+    labels: list[str] = []
+    for i in range(layer):
+        post = slice_pos(cache[act_name("post", i)], pos_slice)[..., neurons]  # [.., neuron]
+        w_out = model.blocks[i].mlp.W_out.detach()[neurons].to(post.dtype)  # [neuron, d_model]
+        stack = torch.cat([stack, torch.einsum("...n,nm->n...m", post, w_out)])
+        labels += [f"L{i}N{n}" for n in neurons.tolist()]
+    return _finish_stack(cache, stack, labels, layer, pos_slice, incl_remainder, apply_ln,
+                         return_labels)
+
+
+def accumulated_bias(model: Any, layer: int | None = None, mlp_input: bool = False,
+                     include_mlp_biases: bool = True) -> Tensor:
+    """The biases written into the residual stream before ``layer``: ``[d_model]``.
+
+    Each earlier attention's b_O and (with ``include_mlp_biases``) MLP's b_out; with
+    ``mlp_input``, ``layer``'s own b_O too (the stream its MLP reads).
+    """
+    cfg = model.cfg
+    layer = resolve_layer(layer, cfg.n_layers)
+    if mlp_input and layer == cfg.n_layers:
+        raise ValueError("mlp_input=True needs a layer below n_layers")
+    total = torch.zeros(cfg.d_model, device=model.device, dtype=model.dtype)
+    for i in range(layer + (1 if mlp_input else 0)):
+        block = model.blocks[i]
+        biases = [block.attn.b_O]
+        if include_mlp_biases and i < layer and _has_mid(model):
+            biases.append(block.mlp.b_out)
+        for bias in biases:
+            if bias is not None:
+                total = total + bias.detach()
+    return total
+
+
+def full_resid_decomposition(
+    cache: Any,
+    layer: int | None = None,
+    mlp_input: bool = False,
+    expand_neurons: bool = True,
+    apply_ln: bool = False,
+    pos_slice: PosSlice = None,
+    return_labels: bool = False,
+) -> Tensor | tuple[Tensor, list[str]]:
+    """The residual stream entering ``layer`` as the sum of every head, every neuron (or
+    each MLP, ``expand_neurons=False``), the embeddings and the biases: ``[component,
+    batch, pos, d_model]``.
+
+    Labels: ``L{l}H{h}``, then ``L{l}N{n}`` (or ``{l}_mlp_out``), ``embed``, ``pos_embed``,
+    ``bias``. The components sum to ``resid_pre`` of ``layer`` (``resid_mid`` with
+    ``mlp_input``), the final ``resid_post`` for layer None.
+    """
+    model = cache_model(cache)
+    if model.cfg.norm_position != "pre":
+        raise ValueError("the decomposition sums to the residual stream of pre-LN models only; "
+                         "post-LN models normalise after each residual add")
+    layer = resolve_layer(layer, model.cfg.n_layers)
+    stack, labels = stack_head_results(cache, layer + (1 if mlp_input else 0),
+                                       return_labels=True, pos_slice=pos_slice)
+    parts, names = [stack], list(labels)
+    if _has_mid(model) and layer > 0:
+        if expand_neurons:
+            mlps, mlp_labels = stack_neuron_results(cache, layer, pos_slice, return_labels=True)
+        else:
+            mlps, mlp_labels = decompose_resid(cache, layer, mode="mlp", pos_slice=pos_slice,
+                                               incl_embeds=False, return_labels=True)
+        parts.append(mlps)
+        names += mlp_labels
+    for name, label in (("hook_embed", "embed"), ("hook_pos_embed", "pos_embed")):
+        if name in model.hook_dict:
+            parts.append(slice_pos(cache[name], pos_slice)[None])
+            names.append(label)
+    # Unexpanded MLP outputs already hold their b_out.
+    bias = accumulated_bias(model, layer, mlp_input, include_mlp_biases=expand_neurons)
+    parts.append(bias.to(stack.dtype).expand(1, *stack.shape[1:]))
+    names.append("bias")
+    stack = torch.cat(parts)
     if apply_ln:
-        stack = apply_ln_to_stack(cache, stack, layer, pos_slice=pos_slice)
-    return _labelled(stack, labels, return_labels)
+        stack = apply_ln_to_stack(cache, stack, layer, mlp_input=mlp_input, pos_slice=pos_slice)
+    return _labelled(stack, names, return_labels)
 
 
 def ln_scale(cache: Any, layer: int | None = None, mlp_input: bool = False,
@@ -199,7 +313,7 @@ def ln_scale(cache: Any, layer: int | None = None, mlp_input: bool = False,
             return None
         name = "ln_final.hook_scale"
     else:
-        name = f"blocks.{layer}.ln{2 if mlp_input else 1}.hook_scale"
+        name = act_name("scale", layer, "ln2" if mlp_input else "ln1")
     if name not in cache:
         raise ValueError(f"{name} is not in the cache; include it in names_filter to apply the "
                          "LayerNorm scale")

@@ -350,14 +350,14 @@ def _dtype(dtype: torch.dtype | str | None) -> torch.dtype:
 
 def attach_tokenizer(model: torch.nn.Module, folder: Path) -> None:
     """Set ``model.tokenizer`` when gptscope's tokenizers can read the folder's files."""
-    try:
-        from gptscope.tokenizers import load_tokenizer
-    except ImportError:
-        return
+    from gptscope.tokenizers import load_tokenizer
+
     try:
         model.tokenizer = load_tokenizer(folder)
     except (ValueError, KeyError, TypeError):
-        model.tokenizer = None  # e.g. BERT's WordPiece: not a format gptscope reads
+        # A tokenizer file of a kind gptscope does not read (it reads byte-level BPE and
+        # WordPiece), or none: the model still loads, without a tokenizer.
+        model.tokenizer = None
 
 
 def load_pretrained(
@@ -367,6 +367,7 @@ def load_pretrained(
     fold_ln: bool = False,
     center_writing_weights: bool = False,
     center_unembed: bool = False,
+    fold_value_biases: bool = False,
 ) -> torch.nn.Module:
     """Open a Hugging Face GPT-2 or BERT model as a gptscope ``Transformer``.
 
@@ -375,8 +376,9 @@ def load_pretrained(
     ``"gpt2"`` found in the local Hugging Face cache (downloaded only when not cached,
     ``huggingface_hub`` is installed and offline mode is not set).
     dtype: the weights' dtype; None means float32.
-    fold_ln / center_writing_weights / center_unembed: TransformerLens-style weight
-    processing (see ``gptscope.io.processing``); log-probabilities are unchanged.
+    fold_ln / center_writing_weights / center_unembed / fold_value_biases: TransformerLens's
+    weight processing (see ``gptscope.io.processing``; TransformerLens turns all four on by
+    default, gptscope none); log-probabilities are unchanged.
 
     GPT-2 gives a causal LM whose logits match ``GPT2LMHeadModel``. BERT gives an encoder:
     ``model(tokens, stop_at_layer=cfg.n_layers, attention_mask=..., token_type_ids=...)``
@@ -412,6 +414,7 @@ def load_pretrained(
     model.load_state_dict(state, strict=True, assign=True)
     model.rebuild_buffers(device)
     model = process_weights(model, fold_ln=fold_ln, center_writing_weights=center_writing_weights,
-                            center_unembed=center_unembed, inplace=True)
+                            center_unembed=center_unembed,
+                            fold_value_biases=fold_value_biases, inplace=True)
     attach_tokenizer(model, folder)
     return model.eval()

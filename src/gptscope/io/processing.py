@@ -16,6 +16,10 @@ biases); the model passed in is left as it was.
   downstream. Needs a pre-LN model with LayerNorm (not RMSNorm) and a final LayerNorm.
 * ``center_unembed``: W_U (and b_U) lose their mean over the vocabulary. That shifts each
   logit vector by a constant, which softmax ignores: logits change, log-probs do not.
+* ``fold_value_biases``: each head's b_V moves into b_O (as ``b_V @ W_O``, summed over
+  heads). A query's attention weights sum to 1, so every position receives the same
+  ``b_V @ W_O`` whatever it attends to: logits stay, while hook_v and hook_z (and each
+  head's result) lose that constant, and the bias shows up where it acts, in b_O.
 """
 
 from __future__ import annotations
@@ -48,13 +52,14 @@ class State(dict):
 
 
 def process_weights(model, fold_ln: bool = False, center_writing_weights: bool = False,
-                    center_unembed: bool = False, inplace: bool = False):
+                    center_unembed: bool = False, fold_value_biases: bool = False,
+                    inplace: bool = False):
     """Apply the chosen steps in TransformerLens's order; returns ``model`` if none.
 
     inplace: overwrite ``model``'s tensors instead of allocating new ones (less memory;
     ``model`` must not be used afterwards, only the returned one).
     """
-    if not (fold_ln or center_writing_weights or center_unembed):
+    if not (fold_ln or center_writing_weights or center_unembed or fold_value_biases):
         return model
     cfg = model.cfg
     state = State({k: v.detach() for k, v in model.state_dict().items()}, inplace)
@@ -64,6 +69,8 @@ def process_weights(model, fold_ln: bool = False, center_writing_weights: bool =
         cfg, state = _center_writing_weights(cfg, state)
     if center_unembed:
         cfg, state = _center_unembed(cfg, state)
+    if fold_value_biases:
+        cfg, state = _fold_value_biases(cfg, state)
     return _rebuild(model, cfg, state)
 
 
@@ -80,6 +87,11 @@ def center_writing_weights(model):
 def center_unembed(model):
     """Remove the vocabulary mean from W_U and b_U (logits shift, log-probs stay)."""
     return process_weights(model, center_unembed=True)
+
+
+def fold_value_biases(model):
+    """Move every head's b_V into b_O (logits stay; see module doc)."""
+    return process_weights(model, fold_value_biases=True)
 
 
 # -- state-dict level -----------------------------------------------------------------------
@@ -207,6 +219,17 @@ def _center_unembed(cfg: ModelConfig, state: State) -> tuple[ModelConfig, State]
         if name in state:
             _sub_mean(state, name, dim=-1)
     return _note(cfg, "center_unembed"), state
+
+
+def _fold_value_biases(cfg: ModelConfig, state: State) -> tuple[ModelConfig, State]:
+    if not cfg.attn_bias:  # no b_V: nothing to fold
+        return _note(cfg, "fold_value_biases"), state
+    for i in range(cfg.n_layers):
+        a = f"blocks.{i}.attn."
+        b_v, w_o = state[a + "b_V"], state[a + "W_O"]  # [head, d_head], [head, d_head, d_model]
+        state[a + "b_O"] = state[a + "b_O"] + torch.einsum("hd,hdm->m", b_v, w_o)
+        state[a + "b_V"] = torch.zeros_like(b_v)
+    return _note(cfg, "fold_value_biases"), state
 
 
 def _rebuild(model, cfg: ModelConfig, state: State):

@@ -120,10 +120,7 @@ def _steps(
         else:
             feed = window[:, -n_ctx:]
             x = model(feed, return_type=None, stop_at_layer=model.cfg.n_layers)
-        last = x[:, -1:]
-        if model.ln_final is not None:
-            last = model.ln_final(last)
-        logits = model.unembed(last)[:, -1]  # [batch, d_vocab]
+        logits = model.resid_to_logits(x[:, -1:])[:, -1]  # [batch, d_vocab]
         nxt, done, stopped = _pick(logits, sampling, generator, window[:, -1], stop_ids, done,
                                    step)
         yield nxt

@@ -23,8 +23,33 @@ NameFilter = None | str | Sequence[str] | Callable[[str], bool]
 
 _LAYER_RE = re.compile(r"blocks\.(\d+)\.")
 
-# Hook points that cost extra compute when observed: cached only when asked for by name.
-ON_REQUEST = ("hook_result",)
+# Hook points that cost extra compute (or memory) when observed, opt-in in TransformerLens
+# too: cached only when asked for by name.
+ON_REQUEST = ("hook_result", "hook_attn_in", "hook_q_input", "hook_k_input", "hook_v_input",
+              "hook_mlp_in")
+
+
+class ForwardPositions:
+    """Where the model's running forward pass is in its sequence; shared by its hook points.
+
+    The model sets it for the length of each forward call (see ``HookPoint.offset`` and
+    ``HookPoint.positions``), so a hook that acts "from position k on" knows, during
+    cached decoding, which positions its activation holds.
+    """
+
+    def __init__(self) -> None:
+        self.offset = 0
+        self.positions: Tensor | None = None
+
+    @contextlib.contextmanager
+    def during(self, offset: int, positions: Tensor) -> Iterator[None]:
+        """Set for one forward pass; restored after, so a hook may run the model itself."""
+        saved = self.offset, self.positions
+        self.offset, self.positions = offset, positions
+        try:
+            yield
+        finally:
+            self.offset, self.positions = saved
 
 
 class HookPoint(nn.Module):
@@ -47,6 +72,19 @@ class HookPoint(nn.Module):
         self.fwd_fns: list[HookFn] = []
         self.bwd_fns: list[HookFn] = []
         self.splice: nn.Module | None = None
+        self._where = ForwardPositions()  # replaced by the model's own in setup_hooks
+
+    @property
+    def offset(self) -> int:
+        """During a forward pass: the sequence index of this activation's first position (0,
+        or the number of cached positions during KV-cached decoding)."""
+        return self._where.offset
+
+    @property
+    def positions(self) -> Tensor | None:
+        """During a forward pass: the position ids of this activation's positions, [pos]
+        (or [batch, pos] when padding makes rows differ); None outside one."""
+        return self._where.positions
 
     @property
     def active(self) -> bool:
@@ -54,7 +92,12 @@ class HookPoint(nn.Module):
 
     def layer(self) -> int | None:
         """The block index this hook lives in, or None for embeddings and ln_final."""
-        m = _LAYER_RE.match(self.name)
+        return self.layer_of(self.name)
+
+    @staticmethod
+    def layer_of(name: str) -> int | None:
+        """The block index in a hook name ("blocks.3.hook_resid_pre" -> 3), or None."""
+        m = _LAYER_RE.match(name)
         return int(m.group(1)) if m else None
 
     def forward(self, x: Tensor) -> Tensor:
@@ -175,11 +218,14 @@ class HookedModule(nn.Module):
 
     def setup_hooks(self) -> None:
         self.hook_dict: dict[str, HookPoint] = {}
+        if "_where" not in self.__dict__:  # a plain attribute: not a module, not state
+            self._where = ForwardPositions()
         for name, module in self.named_modules():
             if isinstance(module, HookPoint):
                 # A spliced module's hooks read as children of the point they sit in.
                 name = name.replace(".splice.", ".")
                 module.name = name
+                module._where = self._where
                 self.hook_dict[name] = module
 
     # -- finding hook points -------------------------------------------------------------
@@ -204,20 +250,17 @@ class HookedModule(nn.Module):
             raise ValueError(f"{arg} must be a hook name, a list of hook names or a function "
                              f"name -> bool, got {names!r:.80}; e.g. 'blocks.0.hook_resid_pre' "
                              "or lambda name: name.endswith('hook_pattern')")
-        points = []
-        for n in names:
-            if n not in hook_dict:
-                self._unknown_hook(n)
-            points.append(hook_dict[n])
-        return points
+        return [self.hook_point(n) for n in names]
 
-    def _unknown_hook(self, name: str) -> None:
-        close = difflib.get_close_matches(name, list(self.hook_dict), n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(
-            f"unknown hook name {name!r}{hint} (model.hook_dict lists all "
-            f"{len(self.hook_dict)} hook names)"
-        )
+    def hook_point(self, name: str) -> HookPoint:
+        """The hook point called ``name``; a ValueError suggesting close names if none is."""
+        point = self.hook_dict.get(_one_name(name))
+        if point is None:
+            close = difflib.get_close_matches(name, list(self.hook_dict), n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise ValueError(f"unknown hook name {name!r}{hint} (model.hook_dict lists all "
+                             f"{len(self.hook_dict)} hook names)")
+        return point
 
     # -- attaching and removing ----------------------------------------------------------
 
@@ -285,6 +328,24 @@ class HookedModule(nn.Module):
 
         if not isinstance(incl_bwd, bool):
             raise ValueError(f"incl_bwd must be True or False, got {incl_bwd!r}")
+        points = self._resolve(names_filter, default_all=True)
+        with self.recording(points, device, incl_bwd) as store:
+            out = self(*args, **kwargs)
+            if incl_bwd:
+                if not isinstance(out, Tensor) or out.numel() != 1:
+                    raise ValueError(
+                        "incl_bwd=True needs a scalar output to call backward on; "
+                        "pass return_type='loss'"
+                    )
+                out.backward()
+        return out, ActivationCache(store, self)
+
+    @contextlib.contextmanager
+    def recording(self, points: list[HookPoint], device: str | torch.device | None = None,
+                  incl_bwd: bool = False) -> Iterator[dict[str, Tensor]]:
+        """Inside the block, every forward (and with ``incl_bwd``, backward) pass saves the
+        activations at ``points`` (detached, moved to ``device``) in the yielded dict; after
+        it, the dict lists them in ``points`` order, then the gradients (``name + "_grad"``)."""
         if device is not None:
             try:
                 device = torch.device(device)
@@ -303,21 +364,14 @@ class HookedModule(nn.Module):
             t = grad.detach()
             store[hook.name + "_grad"] = t.to(device) if device is not None else t
 
-        points = self._resolve(names_filter, default_all=True)
         fwd = [(p.name, save) for p in points]
         bwd = [(p.name, save_grad) for p in points] if incl_bwd else []
         with self.hooks(fwd, bwd):
-            out = self(*args, **kwargs)
-            if incl_bwd:
-                if not isinstance(out, Tensor) or out.numel() != 1:
-                    raise ValueError(
-                        "incl_bwd=True needs a scalar output to call backward on; "
-                        "pass return_type='loss'"
-                    )
-                out.backward()
+            yield store
         ordered = {p.name: store[p.name] for p in points if p.name in store}
         ordered.update({k: v for k, v in store.items() if k.endswith("_grad")})
-        return out, ActivationCache(ordered, self)
+        store.clear()
+        store.update(ordered)
 
     # -- splicing modules into the forward pass --------------------------------------------
 

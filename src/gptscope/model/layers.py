@@ -223,21 +223,33 @@ class Attention(nn.Module):
         # select, not unbind: autograd lets hooks edit a select view in place.
         return qkv.select(-3, 0), qkv.select(-3, 1), qkv.select(-3, 2)
 
+    def _split_qkv(self, q_in: Tensor, k_in: Tensor, v_in: Tensor
+                   ) -> tuple[Tensor, Tensor, Tensor]:
+        """q, k, v [batch, pos, head, d_head], each head reading its own input [batch, pos,
+        head, d_model] (the per-head input hooks of Block)."""
+        out = []
+        for x, w, b in ((q_in, self.W_Q, self.b_Q), (k_in, self.W_K, self.b_K),
+                        (v_in, self.W_V, self.b_V)):
+            y = torch.einsum("bphm,hmd->bphd", x, w)
+            out.append(y + b if b is not None else y)
+        return out[0], out[1], out[2]
+
     def forward(
         self,
-        x: Tensor,
+        x: Tensor | tuple[Tensor, Tensor, Tensor],
         mask: Tensor | None,
         rope: tuple[Tensor, Tensor] | None = None,
         kv: KVLayer | None = None,
     ) -> Tensor:
-        """x: [batch, pos, d_model]; mask: bool [batch or 1, 1, query, key] (True = attend),
+        """x: [batch, pos, d_model], or per-head (query, key, value) inputs [batch, pos, head,
+        d_model]; mask: bool [batch or 1, 1, query, key] (True = attend),
         a PaddingMask, or None for plain causal (or no mask when not causal). Returns
         [batch, pos, d_model].
         """
         pad = None
         if isinstance(mask, PaddingMask):
             mask, pad = mask
-        q, k, v = self._qkv(x)
+        q, k, v = self._qkv(x) if isinstance(x, Tensor) else self._split_qkv(*x)
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         if rope is not None:
             q = self.hook_rot_q(gf.apply_rotary(q, *rope))
@@ -266,7 +278,7 @@ class Attention(nn.Module):
             z = z + 0.0 * (qh.sum(-1, keepdim=True) + kh[..., :1, :].sum(-1, keepdim=True))
         else:
             if causal and qh.shape[-2] > 1:
-                mask = gf.causal_mask(qh.shape[-2], kh.shape[-2], device=x.device)
+                mask = gf.causal_mask(qh.shape[-2], kh.shape[-2], device=qh.device)
             # Scale the small q rather than the big scores, and mask in place: the
             # [batch, head, q, k] tensors are what make this path cost more than SDPA.
             scores = (qh * self.scale) @ kh.transpose(-2, -1)
@@ -325,11 +337,20 @@ class Block(nn.Module):
         norm = cfg.normalization
         # Registration order is the order run_with_cache lists activations in.
         self.hook_resid_pre = HookPoint()
+        if cfg.norm_position == "pre":
+            # On request (ON_REQUEST): the attention's input copied per head, [batch, pos,
+            # head, d_model], before ln1; then one copy each for queries, keys and values,
+            # so a patch can reach one head's keys alone.
+            self.hook_attn_in = HookPoint()
+            self.hook_q_input = HookPoint()
+            self.hook_k_input = HookPoint()
+            self.hook_v_input = HookPoint()
         self.ln1 = LayerNorm(cfg, norm, device, dtype) if norm else nn.Identity()
         self.attn = Attention(cfg, device, dtype)
         self.hook_attn_out = HookPoint()
         if not cfg.attn_only:
             self.hook_resid_mid = HookPoint()
+            self.hook_mlp_in = HookPoint()  # on request: the MLP's input, before ln2
             self.ln2 = LayerNorm(cfg, norm, device, dtype) if norm else nn.Identity()
             self.mlp = MLP(cfg, device, dtype)
             self.hook_mlp_out = HookPoint()
@@ -345,12 +366,29 @@ class Block(nn.Module):
         resid_pre = self.hook_resid_pre(x)
         if self.cfg.norm_position == "post":
             return self._forward_post_ln(resid_pre, mask, rope, kv)
-        attn_out = self.hook_attn_out(self.drop(self.attn(self.ln1(resid_pre), mask, rope, kv)))
+        attn_out = self.hook_attn_out(self.drop(self.attn(self._attn_input(resid_pre), mask,
+                                                          rope, kv)))
         if self.cfg.attn_only:
             return self.hook_resid_post(resid_pre + attn_out)
         resid_mid = self.hook_resid_mid(resid_pre + attn_out)
-        mlp_out = self.hook_mlp_out(self.drop(self.mlp(self.ln2(resid_mid))))
+        mlp_out = self.hook_mlp_out(self.drop(self.mlp(self.ln2(self._mlp_input(resid_mid)))))
         return self.hook_resid_post(resid_mid + mlp_out)
+
+    def _attn_input(self, resid_pre: Tensor) -> Tensor | tuple[Tensor, Tensor, Tensor]:
+        """ln1(resid_pre) [batch, pos, d_model]; when a per-head input hook is watched,
+        (query, key, value) inputs [batch, pos, head, d_model], each normalised on its own."""
+        split = (self.hook_q_input, self.hook_k_input, self.hook_v_input)
+        if not (self.hook_attn_in.active or any(h.active for h in split)):
+            return self.ln1(resid_pre)
+        per_head = resid_pre[:, :, None].expand(-1, -1, self.cfg.n_heads, -1)
+        attn_in = self.hook_attn_in(per_head.clone())
+        # Copies, so that editing one input in place leaves the others alone.
+        q, k, v = (self.ln1(hook(attn_in.clone())) for hook in split)
+        return q, k, v
+
+    def _mlp_input(self, resid_mid: Tensor) -> Tensor:
+        """resid_mid through hook_mlp_in, copied when watched: resid_mid is added again."""
+        return self.hook_mlp_in(resid_mid.clone()) if self.hook_mlp_in.active else resid_mid
 
     def _forward_post_ln(self, resid_pre: Tensor, mask, rope, kv) -> Tensor:
         attn_out = self.hook_attn_out(self.drop(self.attn(resid_pre, mask, rope, kv)))
@@ -358,7 +396,7 @@ class Block(nn.Module):
             resid_post = self.hook_resid_post(resid_pre + attn_out)
             return self.hook_normalized_resid_post(self.ln2(resid_post))
         resid_mid = self.hook_resid_mid(resid_pre + attn_out)
-        normalized = self.ln1(resid_mid)
+        normalized = self.ln1(self._mlp_input(resid_mid))
         mlp_out = self.hook_mlp_out(self.drop(self.mlp(normalized)))
         resid_post = self.hook_resid_post(normalized + mlp_out)
         return self.hook_normalized_resid_post(self.ln2(resid_post))

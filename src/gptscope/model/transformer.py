@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from gptscope.config import ModelConfig
 from gptscope.model import functional as gf
 from gptscope.model import inputs
-from gptscope.model.hooks import HookedModule, HookPoint
+from gptscope.model.hooks import HookedModule, HookPoint, NameFilter
 from gptscope.model.layers import (
     ACTIVATIONS,
     Block,
@@ -43,7 +43,6 @@ class Transformer(HookedModule):
             raise ValueError(f"Transformer needs a ModelConfig, got {type(cfg).__name__}")
         self.cfg = cfg
         self.tokenizer: Any = None  # set by training or loading; used for string prompts
-        self.pos_offset = 0  # see forward
         self.embed = Embed(cfg, device, dtype)
         self.hook_embed = HookPoint()  # [batch, pos, d_model]
         if cfg.positional in ("learned", "sinusoidal"):
@@ -242,50 +241,87 @@ class Transformer(HookedModule):
             raise ValueError(f"loss_per_token must be True or False, got {loss_per_token!r}")
         start, stop = inputs.layer_range(self.cfg.n_layers, start_at_layer, stop_at_layer)
         offset = inputs.past_length(past, self.cfg.n_layers)
-        # Hooks that care where they are in the sequence (steering "from position k") read
-        # this: the absolute position of this call's first token, > 0 during cached decoding.
-        self.pos_offset = offset
-        if start_at_layer is None:
+        residual_in = start_at_layer is not None
+        if not residual_in:
             tokens = self.to_tokens(tokens)
-            batch, n = tokens.shape
-            self._check_length(offset + n)
-            keys, token_type_ids = inputs.mask_and_types(self.cfg, attention_mask,
-                                                         token_type_ids, tokens, past,
-                                                         self.device)
-            positions = inputs.positions(keys, offset, n, self.device)
-            self._ensure_positions(offset + n)
-            x = self.embed_tokens(tokens, positions, token_type_ids)
-        else:
-            x = inputs.residual_input(tokens, self.cfg.d_model, self.device, self.dtype)
-            n = x.shape[1]
-            self._check_length(offset + n)
-            keys, _ = inputs.mask_and_types(self.cfg, attention_mask, token_type_ids, x, past,
-                                            self.device)
-            positions = inputs.positions(keys, offset, n, self.device)
-            self._ensure_positions(offset + n)
-        rope = None
-        if self.cfg.positional == "rotary":
-            rope = (self.rotary_cos[positions], self.rotary_sin[positions])
-        mask = self._attention_mask(keys, n, offset + n)
-        for i, block in enumerate(self.blocks[start:stop]):
-            layer = start + i
-            x = block(x, mask, rope, past.layers[layer] if past is not None else None)
-        if past is not None:
-            past.length += n
-        if stop_at_layer is not None:
-            return x
-        if return_type is None:
-            return None
-        if self.ln_final is not None:
-            x = self.ln_final(x)
-        if self.mlm_head is not None:
-            x = self.mlm_head(x)
-        logits = self.unembed(x)
+        x = inputs.residual_input(tokens, self.cfg.d_model, self.device, self.dtype) \
+            if residual_in else tokens
+        n = x.shape[1]
+        self._check_length(offset + n)
+        keys, token_type_ids = inputs.mask_and_types(self.cfg, attention_mask, token_type_ids,
+                                                     x, past, self.device)
+        positions = inputs.positions(keys, offset, n, self.device)
+        self._ensure_positions(offset + n)
+        with self._where.during(offset, positions):
+            if not residual_in:
+                x = self.embed_tokens(tokens, positions, token_type_ids)
+            x = self._blocks(x, start, stop, self._attention_mask(keys, n, offset + n),
+                             positions, past)
+            if stop_at_layer is not None:
+                return x
+            x = self._final_norm(x)
+            if return_type is None:  # ln_final's hooks have run, as in TransformerLens
+                return None
+            logits = self.unembed(x)
         if return_type == "logits":
             return logits
         keep = keys[:, offset:] if keys is not None else None
         loss = self.loss(logits, tokens, keep, per_token=loss_per_token)
         return loss if return_type == "loss" else (logits, loss)
+
+    def _blocks(self, x: Tensor, start: int, stop: int, mask: Any, positions: Tensor,
+                past: KVCache | None) -> Tensor:
+        """Run blocks [start, stop) on the residual stream x [batch, pos, d_model]."""
+        rope = None
+        if self.cfg.positional == "rotary":
+            rope = (self.rotary_cos[positions], self.rotary_sin[positions])
+        for layer in range(start, stop):
+            x = self.blocks[layer](x, mask, rope, past.layers[layer] if past is not None
+                                   else None)
+        if past is not None:
+            past.length += x.shape[1]
+        return x
+
+    def _final_norm(self, x: Tensor) -> Tensor:
+        """The final residual stream [batch, pos, d_model] as the unembedding reads it: after
+        ln_final (and BERT's MLM head)."""
+        if self.ln_final is not None:
+            x = self.ln_final(x)
+        if self.mlm_head is not None:
+            x = self.mlm_head(x)
+        return x
+
+    def resid_to_logits(self, resid: Tensor) -> Tensor:
+        """The final residual stream [batch, pos, d_model] -> logits [batch, pos, d_vocab]:
+        ln_final (and BERT's MLM head), then the unembedding."""
+        return self.unembed(self._final_norm(resid))
+
+    def activations(self, tokens: Any, names: NameFilter, device: str | torch.device | None
+                    = None, **forward_kwargs: Any) -> dict[str, Tensor]:
+        """The activations at the hooks ``names`` picks, for ``tokens``, without gradients.
+
+        names: a hook name, a list of names, or a function name -> bool. Only as much of the
+        model runs as those hooks need (``stop_at_layer`` after the deepest one; no
+        unembedding). forward_kwargs: ``attention_mask``, ``token_type_ids``.
+        Returns {name: tensor} in hook order, e.g. ``[batch, pos, d_model]`` for residuals.
+        """
+        if names is None:
+            raise ValueError("names must pick the hooks to read (a name, a list of names or "
+                             "a function name -> bool); for every hook use run_with_cache")
+        bad = set(forward_kwargs) - {"attention_mask", "token_type_ids"}
+        if bad:
+            raise ValueError(f"activations takes attention_mask and token_type_ids, not "
+                             f"{sorted(bad)}")
+        points = self._resolve(names, default_all=False, arg="names")
+        layers = [_layer_needed(p.name) for p in points]
+        if any(layer is None for layer in layers):  # after the blocks: run to the end
+            run = {"return_type": "logits" if any(p.name.startswith("unembed.")
+                                                  for p in points) else None}
+        else:
+            run = {"stop_at_layer": max(layers, default=-1) + 1}
+        with torch.no_grad(), self.recording(points, device) as store:
+            self(tokens, **run, **forward_kwargs)
+        return store
 
     @staticmethod
     def loss(
@@ -335,6 +371,17 @@ class Transformer(HookedModule):
 
 GPT = Transformer
 
+_EMBEDDING_HOOKS = ("hook_embed", "hook_pos_embed", "hook_token_type_embed", "embed_ln.")
+
+
+def _layer_needed(name: str) -> int | None:
+    """The last block a forward must run to reach hook ``name``: -1 for the embeddings,
+    None for hooks after the blocks (ln_final, the MLM head)."""
+    layer = HookPoint.layer_of(name)
+    if layer is not None:
+        return layer
+    return -1 if name.startswith(_EMBEDDING_HOOKS) else None
+
 
 class MLMHead(nn.Module):
     """BERT's masked-LM transform, applied before the unembedding (``cfg.mlm_head``).
@@ -370,6 +417,8 @@ class Unembed(nn.Module):
             self.b_U = nn.Parameter(torch.zeros(cfg.d_vocab, device=device, dtype=dtype))
         else:
             self.b_U = None
+        self.hook_in = HookPoint()  # [batch, pos, d_model]: the residual it reads
+        self.hook_out = HookPoint()  # [batch, pos, d_vocab]: the logits
 
     def __getattr__(self, name: str):
         if name == "W_U" and "_tied" in self.__dict__:
@@ -378,6 +427,6 @@ class Unembed(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """[batch, pos, d_model] -> [batch, pos, d_vocab]."""
-        if "_tied" in self.__dict__:
-            return F.linear(x, self._tied[0].W_E, self.b_U)
-        return F.linear(x, self.W_U.t(), self.b_U)
+        x = self.hook_in(x)
+        w = self._tied[0].W_E if "_tied" in self.__dict__ else self.W_U.t()
+        return self.hook_out(F.linear(x, w, self.b_U))

@@ -15,10 +15,9 @@ from gptscope.viz import ColoredTokens, Histogram, Report
 def feature_stats(model: Any, sae: Any, hook_name: str, tokens: Tensor) -> dict[str, Tensor]:
     """Feature activations on ``tokens`` ``[batch, pos]``: ``acts`` ``[n, d_sae]`` and the
     firing ``frequency`` ``[d_sae]``."""
+    x = model.activations(tokens, hook_name)[hook_name].reshape(-1, sae.cfg.d_in)
     with torch.no_grad():
-        _, cache = model.run_with_cache(tokens, names_filter=hook_name)
-        x = cache[hook_name].reshape(-1, sae.cfg.d_in).to(sae.W_dec.dtype)
-        acts = sae.encode(x)
+        acts = sae.encode(x.to(sae.W_dec.dtype))
     return {"acts": acts, "frequency": (acts > 0).float().mean(0)}
 
 

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from gptscope import interp
+from gptscope.model.hooks import act_name
 from gptscope.viz import AttentionPatterns, BarChart, Heatmap, LineChart, LogitLensTable, Report
 
 
@@ -150,10 +151,10 @@ def add_head_scores(report: Report, model: Any, tokens: Tensor | None = None) ->
 def add_attention(report: Report, model: Any, tokens: Tensor, heads: list[tuple[int, int]],
                   caption: str | None = None) -> None:
     """Attention patterns of chosen (layer, head) pairs on one sequence ``[pos]``."""
-    names = sorted({f"blocks.{layer}.attn.hook_pattern" for layer, _ in heads})
-    with torch.no_grad():
-        _, cache = model.run_with_cache(tokens[None], names_filter=names)
-    patterns = torch.stack([cache["pattern", layer][0, head] for layer, head in heads])
+    names = sorted({act_name("pattern", layer) for layer, _ in heads})
+    cache = model.activations(tokens[None], names)
+    patterns = torch.stack([cache[act_name("pattern", layer)][0, head]
+                            for layer, head in heads])
     report.add(AttentionPatterns(patterns, token_strings(model, tokens),
                                  head_names=[f"L{layer}H{head}" for layer, head in heads]),
                caption=caption)

@@ -32,13 +32,10 @@ def train_sae_on_run(
     from gptscope.train.runs import open_run
 
     model = model if model is not None else open_run(run)[0]
-    if hook_name not in model.hook_dict:
-        model._unknown_hook(hook_name)
+    model.hook_point(hook_name)
     batches = run_token_batches(run, model, token_batches + 8, seed=seed)
     train_batches, held_out = batches[:token_batches], torch.cat(batches[token_batches:])
-    with torch.no_grad():
-        _, cache = model.run_with_cache(held_out[:1], names_filter=hook_name)
-    d_in = cache[hook_name].shape[-1]
+    d_in = model.activations(held_out[:1], hook_name)[hook_name].shape[-1]
     train_kw = {k: sae_kwargs.pop(k) for k in list(sae_kwargs)
                 if k in ("l1_coefficient", "l0_coefficient", "resample_dead_every")}
     # Seeded here, not from whatever the global RNG holds, so the result is the same
@@ -48,8 +45,7 @@ def train_sae_on_run(
         sae = SAE(d_in, expansion * d_in, kind=kind, hook_name=hook_name, **sae_kwargs)
     train_sae_on_model(sae, model, hook_name, train_batches, steps=steps,
                        batch_size=batch_size, lr=lr, seed=seed, **train_kw)
-    with torch.no_grad():
-        _, cache = model.run_with_cache(held_out, names_filter=hook_name)
-    metrics = evaluate_sae(sae, cache[hook_name].reshape(-1, d_in))
+    metrics = evaluate_sae(sae, model.activations(held_out, hook_name)[hook_name]
+                           .reshape(-1, d_in))
     metrics.update(ce_loss_recovered(model, sae, held_out, hook_name))
     return sae, metrics

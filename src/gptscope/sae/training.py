@@ -679,9 +679,7 @@ class _ModelActivations:
                         f"token batch {i} must be a LongTensor [batch, pos], got "
                         f"{getattr(tokens, 'dtype', type(tokens).__name__)}"
                     )
-                with torch.no_grad():
-                    _, cache = self.model.run_with_cache(tokens, names_filter=[self.hook_name])
-                yield cache[self.hook_name]
+                yield self.model.activations(tokens, self.hook_name)[self.hook_name]
         finally:
             self.model.train(was_training)
 
@@ -704,7 +702,7 @@ def train_sae_on_model(
 
     Args:
         sae: SAE with ``d_in`` equal to the hook's width.
-        model: a ``gptscope.Transformer`` (anything with ``run_with_cache``).
+        model: a ``gptscope.Transformer`` (anything with ``activations``).
         hook_name: e.g. ``"blocks.0.hook_mlp_out"``.
         token_batches: re-iterable of LongTensor ``[batch, pos]`` (one-shot is fine for a
             single pass).

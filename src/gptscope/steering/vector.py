@@ -22,9 +22,7 @@ def _activations(model: Any, prompt: Any, hook_name: str) -> Tensor:
     tokens = model.to_tokens(prompt)
     if tokens.shape[0] != 1:
         raise ValueError("pass one prompt at a time (a string or a single token sequence)")
-    with torch.no_grad():
-        _, cache = model.run_with_cache(tokens, names_filter=hook_name)
-    return cache[hook_name][0]
+    return model.activations(tokens, hook_name)[hook_name][0]
 
 
 @dataclass
@@ -84,8 +82,7 @@ class SteeringVector:
     # -- applying ---------------------------------------------------------------------------
 
     def _check(self, model: Any) -> None:
-        if self.hook_name not in model.hook_dict:
-            model._unknown_hook(self.hook_name)
+        model.hook_point(self.hook_name)
         d = model.cfg.d_model
         if self.vector.shape[-1] != d or self.vector.dim() not in (1, 2):
             raise ValueError(
@@ -101,7 +98,7 @@ class SteeringVector:
         vec = self.vector
 
         def add(act: Tensor, hook: HookPoint) -> Tensor:
-            offset = model.pos_offset  # absolute position of act[:, 0]
+            offset = hook.offset  # sequence index of act[:, 0]: > 0 in cached decoding
             if positions == "prompt" and offset > 0:
                 return act  # cached decoding: only the prompt's forward pass is steered
             start = positions if isinstance(positions, int) else 0

@@ -407,10 +407,6 @@ class BPETokenizer(Tokenizer):
                 f"token id {bad!r} is not in this tokenizer (vocab_size {self.vocab_size})"
             ) from None
 
-    def token_bytes(self, token_id: int) -> bytes:
-        """The bytes one id stands for (handy for printing a vocabulary)."""
-        return self.decode_bytes([token_id])
-
     # ------------------------------------------------------------ files
 
     def to_dict(self) -> dict[str, Any]:
