@@ -142,6 +142,26 @@ def _scalar(value: Any) -> float:
     return float(value)
 
 
+class _Plan:
+    """What activation and attribution patching share: the checked tokens, the hooks of
+    ``kind`` in every layer, the activation dims a map entry indexes, the clean activations."""
+
+    def __init__(self, model: Any, clean_tokens: Any, corrupted_tokens: Any, kind: str,
+                 per_position: bool | None) -> None:
+        hook, pos_dims, self.head_dim = _kind(kind, model)
+        self.model = model
+        self.clean, self.corrupted = _tokens(model, clean_tokens, corrupted_tokens)
+        self.dims = _map_dims(pos_dims, self.head_dim,
+                              _per_position(per_position, pos_dims, self.head_dim))
+        self.names = [act_name(hook, i) for i in range(model.cfg.n_layers)]
+        self.clean_acts = model.activations(self.clean, self.names)
+
+    def empty_map(self) -> Tensor:
+        """[layer, (head,) (pos...)], to fill in."""
+        return torch.empty(_out_shape(self.model, self.clean.shape[1], self.dims,
+                                      self.head_dim))
+
+
 def activation_patching(
     model: Any,
     clean_tokens: Any,
@@ -160,13 +180,10 @@ def activation_patching(
     corrupted values differ; the others (e.g. weights the causal mask zeroes in both) get
     the unpatched metric.
     """
-    hook, pos_dims, head_dim = _kind(kind, model)
-    clean, corrupted = _tokens(model, clean_tokens, corrupted_tokens)
-    dims = _map_dims(pos_dims, head_dim, _per_position(per_position, pos_dims, head_dim))
-    names = [act_name(hook, i) for i in range(model.cfg.n_layers)]
-    clean_acts = model.activations(clean, names)
+    plan = _Plan(model, clean_tokens, corrupted_tokens, kind, per_position)
+    corrupted, dims, names, clean_acts = plan.corrupted, plan.dims, plan.names, plan.clean_acts
     corrupted_acts = model.activations(corrupted, names)
-    out = torch.empty(_out_shape(model, clean.shape[1], dims, head_dim))
+    out = plan.empty_map()
     with torch.no_grad():
         unpatched = _scalar(metric(model(corrupted)))
         for layer, name in enumerate(names):
@@ -209,11 +226,8 @@ def attribution_patching(
     in the activation (small components, e.g. single heads); crude for whole residual
     streams, where it tends to under- or overshoot.
     """
-    hook, pos_dims, head_dim = _kind(kind, model)
-    clean, corrupted = _tokens(model, clean_tokens, corrupted_tokens)
-    dims = _map_dims(pos_dims, head_dim, _per_position(per_position, pos_dims, head_dim))
-    names = [act_name(hook, i) for i in range(model.cfg.n_layers)]
-    clean_acts = model.activations(clean, names)
+    plan = _Plan(model, clean_tokens, corrupted_tokens, kind, per_position)
+    corrupted, dims, names, clean_acts = plan.corrupted, plan.dims, plan.names, plan.clean_acts
     acts: dict[str, Tensor] = {}
 
     def save(x: Tensor, hook: Any) -> None:
@@ -227,7 +241,7 @@ def attribution_patching(
                              "computed from the logits with torch ops (it is differentiated)")
         grads = torch.autograd.grad(value, [acts[n] for n in names], allow_unused=True)
     base = value.item()
-    out = torch.empty(_out_shape(model, clean.shape[1], dims, head_dim))
+    out = plan.empty_map()
     for layer, (name, grad) in enumerate(zip(names, grads)):
         if grad is None:  # the activation does not reach the metric
             out[layer] = base
