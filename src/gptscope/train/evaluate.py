@@ -1,11 +1,58 @@
-"""Evaluate a run folder's weights: validation loss and the task's metric, as a dict."""
+"""Evaluation: validation loss and the task's metric, for the trainer and for a run folder."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
 from gptscope.train.config import TrainConfig
+
+
+def scored_loss_sum(logits: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
+    """Sum of cross-entropies at the scored positions. logits [b, t, v]; targets, mask [b, t]."""
+    per = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="none")
+    return (per * mask.flatten()).sum()
+
+
+def evaluate(model: Any, data: Any, cfg: TrainConfig,
+             autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+             ) -> dict[str, float]:
+    """Validation loss (+ the task's token accuracy and exact match) on test and train
+    examples: ``{split}_loss``, ``{split}_token_accuracy``, ``{split}_exact_match``.
+
+    data: the training data (``gptscope.train.data.build_data``), whose ``eval_sets`` give
+    (inputs, targets, mask) per split. Draws from a generator seeded the same way every time,
+    so successive evaluations score the same examples and the curve shows learning, not
+    sampling noise. Leaves the model in eval mode.
+    """
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    n = cfg.eval_steps * cfg.batch_size
+    model.eval()
+    out: dict[str, float] = {}
+    metric = getattr(getattr(data, "task", None), "metric", None)
+    for split, (x, y, m) in data.eval_sets(n, gen).items():
+        loss_sum, hits, rows_ok, count = 0.0, 0, 0, 0
+        for xs, ys, ms in zip(x.split(4 * cfg.batch_size), y.split(4 * cfg.batch_size),
+                              m.split(4 * cfg.batch_size), strict=True):
+            xs, ys, ms = xs.to(model.device), ys.to(model.device), ms.to(model.device)
+            with autocast():
+                logits = model(xs)
+            loss_sum += float(scored_loss_sum(logits, ys, ms))
+            hit = logits.argmax(-1) == ys
+            hits += int((hit & ms).sum())
+            rows_ok += int((hit | ~ms).all(dim=1).sum())
+            count += int(ms.sum())
+        out[f"{split}_loss"] = loss_sum / max(count, 1)
+        if metric is not None:
+            out[f"{split}_token_accuracy"] = hits / max(count, 1)
+            out[f"{split}_exact_match"] = rows_ok / len(x)
+    return out
 
 
 def evaluate_run(run: str | Path, eval_steps: int | None = None,
@@ -19,25 +66,15 @@ def evaluate_run(run: str | Path, eval_steps: int | None = None,
     """
     from gptscope.train.data import build_data
     from gptscope.train.runs import open_run
-    from gptscope.train.trainer import Trainer
 
     run = Path(run)
     cfg_file = run / "train_config.json"
     if not cfg_file.exists():
         raise ValueError(f"{cfg_file} is missing; eval needs a folder written by gptscope train")
     train_cfg = TrainConfig.from_json(cfg_file)
-    changes = {"device": device, "progress": False, "wandb": False, "tensorboard": False,
-               "compile": False}
     if eval_steps is not None:
-        changes["eval_steps"] = eval_steps
-    train_cfg = train_cfg.replace(**changes)
+        train_cfg = train_cfg.replace(eval_steps=eval_steps)
     model, weights = open_run(run, device=device)
-    # Reuse the trainer's data and evaluation code without its side effects on the folder.
-    evaluator = Trainer.__new__(Trainer)
-    evaluator.cfg = train_cfg
-    evaluator.model = model
-    evaluator.device = model.device
-    evaluator.bf16 = False
-    evaluator.data = build_data(train_cfg.data, model.cfg, model.tokenizer)
+    scores = evaluate(model, build_data(train_cfg.data, model.cfg, model.tokenizer), train_cfg)
     return {"step": weights.step, "finished": weights.finished, "weights": weights.describe(),
-            **evaluator.evaluate()}
+            **scores}

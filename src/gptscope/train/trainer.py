@@ -26,8 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
 from gptscope.config import ModelConfig
 from gptscope.io.run_lock import WriterLock
@@ -41,6 +40,7 @@ from gptscope.train.checkpoint import (
 )
 from gptscope.train.config import TrainConfig
 from gptscope.train.data import Batch, build_data, fit_model_config
+from gptscope.train.evaluate import evaluate, scored_loss_sum
 from gptscope.train.mfu import flops_per_token, peak_flops
 from gptscope.train.optim import make_optimizer
 from gptscope.train.runs import METRICS, read_metrics
@@ -72,12 +72,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but CUDA is not available; use --device cpu")
     return device
-
-
-def scored_loss_sum(logits: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
-    """Sum of cross-entropies at the scored positions. logits [b, t, v]; targets, mask [b, t]."""
-    per = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="none")
-    return (per * mask.flatten()).sum()
 
 
 class _Loggers:
@@ -332,34 +326,9 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Validation loss (+ the task's metric on test and train examples).
-
-        Draws from a generator seeded the same way every time, so successive evaluations
-        score the same examples and the curve shows learning, not sampling noise.
-        """
-        gen = torch.Generator().manual_seed(self.cfg.seed + 1)
-        n = self.cfg.eval_steps * self.cfg.batch_size
-        self.model.eval()
-        out: dict[str, float] = {}
-        metric = getattr(getattr(self.data, "task", None), "metric", None)
-        for split, (x, y, m) in self.data.eval_sets(n, gen).items():
-            loss_sum, hits, rows_ok, count = 0.0, 0, 0, 0
-            for xs, ys, ms in zip(x.split(4 * self.cfg.batch_size),
-                                  y.split(4 * self.cfg.batch_size),
-                                  m.split(4 * self.cfg.batch_size), strict=True):
-                xs, ys, ms = xs.to(self.device), ys.to(self.device), ms.to(self.device)
-                with self._autocast():
-                    logits = self.model(xs)
-                loss_sum += float(scored_loss_sum(logits, ys, ms))
-                hit = logits.argmax(-1) == ys
-                hits += int((hit & ms).sum())
-                rows_ok += int((hit | ~ms).all(dim=1).sum())
-                count += int(ms.sum())
-            out[f"{split}_loss"] = loss_sum / max(count, 1)
-            if metric is not None:
-                out[f"{split}_token_accuracy"] = hits / max(count, 1)
-                out[f"{split}_exact_match"] = rows_ok / len(x)
-        return out
+        """Validation loss (+ the task's metric on test and train examples); see
+        ``gptscope.train.evaluate.evaluate``."""
+        return evaluate(self.model, self.data, self.cfg, self._autocast)
 
     # -- the loop --------------------------------------------------------------------------
 
