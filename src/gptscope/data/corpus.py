@@ -90,13 +90,7 @@ class TokenFile:
         """
         if (source is None) == (text is None):
             raise ValueError("pass exactly one of source= (a text file path) or text= (a string)")
-        vocab_size = int(getattr(tokenizer, "vocab_size", 0))
-        if vocab_size < 1 or not callable(getattr(tokenizer, "encode", None)):
-            raise ValueError(
-                "tokenizer must have encode(str) -> list[int] and a positive int vocab_size"
-            )
-        if vocab_size > 1 << 32:
-            raise ValueError(f"vocab_size {vocab_size} does not fit in uint32 token ids")
+        vocab_size = _checked_vocab_size(tokenizer)
         if chunk_chars < 1:
             raise ValueError(f"chunk_chars must be >= 1, got {chunk_chars}")
         out = Path(path)
@@ -138,20 +132,7 @@ class TokenFile:
                 raise not_utf8(src, "token files are built from UTF-8 text") from None
             source_desc = str(src)
 
-        tok_type = type(tokenizer)
-        meta = {
-            "format": "gptscope-tokens",
-            "version": FORMAT_VERSION,
-            "dtype": dtype.name,
-            "byteorder": "little",
-            "length": length,
-            "vocab_size": vocab_size,
-            "tokenizer": {
-                "class": f"{tok_type.__module__}.{tok_type.__qualname__}",
-                **(tokenizer_info or {}),
-            },
-            "source": source_desc,
-        }
+        meta = _sidecar(dtype, length, vocab_size, tokenizer, tokenizer_info, source_desc)
         write_chunks(side, [json.dumps(meta, indent=2).encode("utf-8")])
         return cls.open(out)
 
@@ -258,3 +239,34 @@ class TokenFile:
                              for i in idx])
             w = torch.from_numpy(rows.astype(np.int64))
             yield w[:, :-1], w[:, 1:]
+
+
+def _checked_vocab_size(tokenizer: Tokenizer) -> int:
+    """The tokenizer's vocab_size, once it is known to encode into ids a token file holds."""
+    vocab_size = int(getattr(tokenizer, "vocab_size", 0))
+    if vocab_size < 1 or not callable(getattr(tokenizer, "encode", None)):
+        raise ValueError(
+            "tokenizer must have encode(str) -> list[int] and a positive int vocab_size"
+        )
+    if vocab_size > 1 << 32:
+        raise ValueError(f"vocab_size {vocab_size} does not fit in uint32 token ids")
+    return vocab_size
+
+
+def _sidecar(dtype: np.dtype, length: int, vocab_size: int, tokenizer: Tokenizer,
+             tokenizer_info: dict[str, Any] | None, source: str) -> dict[str, Any]:
+    """The JSON sidecar that describes a token file's ids."""
+    tok_type = type(tokenizer)
+    return {
+        "format": "gptscope-tokens",
+        "version": FORMAT_VERSION,
+        "dtype": dtype.name,
+        "byteorder": "little",
+        "length": length,
+        "vocab_size": vocab_size,
+        "tokenizer": {
+            "class": f"{tok_type.__module__}.{tok_type.__qualname__}",
+            **(tokenizer_info or {}),
+        },
+        "source": source,
+    }

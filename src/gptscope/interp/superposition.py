@@ -28,7 +28,7 @@ from __future__ import annotations
 import html
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -305,6 +305,46 @@ def plot_feature_geometry(
     )
 
 
+def _dpf_axes(left: float, top: float, pw: float, ph: float,
+              py: Callable[[float], float]) -> list[str]:
+    """SVG axes and the dashed reference levels 1, 1/2 and 2/5."""
+    parts = [
+        f'<line x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}" stroke="#333"/>',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + ph}" stroke="#333"/>',
+    ]
+    for level, name in ((1.0, "1"), (0.5, "1/2"), (0.4, "2/5")):
+        y = py(level)
+        parts.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{left + pw}" y2="{y:.1f}" stroke="#bbb" '
+            'stroke-dasharray="4 3"/>'
+            f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end" '
+            f'font-family="sans-serif" font-size="10">{name}</text>'
+        )
+    return parts
+
+
+def _dpf_column(x: float, prob: float, dpf: float, fdim: list[float],
+                py: Callable[[float], float], axis_y: float) -> list[str]:
+    """One instance's column: its dimensions per feature as a bar, each feature's
+    dimensionality as a dot, and its 1 / p label under the axis."""
+    parts = [
+        f'<line x1="{x - 7:.1f}" y1="{py(dpf):.1f}" x2="{x + 7:.1f}" '
+        f'y2="{py(dpf):.1f}" stroke="#000" stroke-width="2">'
+        f"<title>p = {_fmt(prob)}: {_fmt(dpf)} dims/feature</title></line>"
+    ]
+    for f, value in enumerate(fdim):
+        parts.append(
+            f'<circle cx="{x:.1f}" cy="{py(value):.1f}" r="3" '
+            f'fill="{_color(f, len(fdim))}" fill-opacity="0.8"><title>feature {f}: '
+            f"{_fmt(value)}</title></circle>"
+        )
+    parts.append(
+        f'<text x="{x:.1f}" y="{axis_y + 14}" text-anchor="middle" '
+        f'font-family="sans-serif" font-size="9">{_fmt(1 / prob)}</text>'
+    )
+    return parts
+
+
 def plot_dimensions_per_feature(
     W: torch.Tensor,
     feature_probability: Sequence[float] | torch.Tensor,
@@ -322,7 +362,7 @@ def plot_dimensions_per_feature(
     """
     W = _as_instances(W)
     probs = torch.as_tensor(feature_probability, dtype=torch.float32).flatten()
-    n_inst, _, n_feat = W.shape
+    n_inst = W.shape[0]
     if len(probs) != n_inst or (probs <= 0).any() or (probs > 1).any():
         raise ValueError(
             f"feature_probability must be {n_inst} values in (0, 1], one per instance, got "
@@ -345,36 +385,10 @@ def plot_dimensions_per_feature(
     def py(v: float) -> float:
         return top + (1 - min(v, y_max) / y_max) * ph
 
-    parts = [
-        f'<line x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}" stroke="#333"/>',
-        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + ph}" stroke="#333"/>',
-    ]
-    for level, name in ((1.0, "1"), (0.5, "1/2"), (0.4, "2/5")):
-        y = py(level)
-        parts.append(
-            f'<line x1="{left}" y1="{y:.1f}" x2="{left + pw}" y2="{y:.1f}" stroke="#bbb" '
-            'stroke-dasharray="4 3"/>'
-            f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end" '
-            f'font-family="sans-serif" font-size="10">{name}</text>'
-        )
+    parts = _dpf_axes(left, top, pw, ph, py)
     for i in range(n_inst):
-        x = px(float(xs[i]))
-        parts.append(
-            f'<line x1="{x - 7:.1f}" y1="{py(float(dpf[i])):.1f}" x2="{x + 7:.1f}" '
-            f'y2="{py(float(dpf[i])):.1f}" stroke="#000" stroke-width="2">'
-            f"<title>p = {_fmt(float(probs[i]))}: {_fmt(float(dpf[i]))} dims/feature</title>"
-            "</line>"
-        )
-        for f in range(n_feat):
-            parts.append(
-                f'<circle cx="{x:.1f}" cy="{py(float(fdim[i, f])):.1f}" r="3" '
-                f'fill="{_color(f, n_feat)}" fill-opacity="0.8"><title>feature {f}: '
-                f"{_fmt(float(fdim[i, f]))}</title></circle>"
-            )
-        parts.append(
-            f'<text x="{x:.1f}" y="{top + ph + 14}" text-anchor="middle" '
-            f'font-family="sans-serif" font-size="9">{_fmt(1 / float(probs[i]))}</text>'
-        )
+        parts += _dpf_column(px(float(xs[i])), float(probs[i]), float(dpf[i]),
+                             fdim[i].tolist(), py, top + ph)
     parts.append(
         f'<text x="{left + pw / 2}" y="{height - 4}" text-anchor="middle" '
         'font-family="sans-serif" font-size="11">1 / feature probability (log scale)</text>'
