@@ -13,10 +13,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.nn.functional as F
+
 from gptscope.utils.fields import checked, known_fields, validate_fields
 from gptscope.utils.files import read_text
 
-ACT_FNS = ("relu", "gelu", "gelu_new", "silu")
+
+def gelu_new(x: torch.Tensor) -> torch.Tensor:
+    """GPT-2's tanh approximation of GELU."""
+    return F.gelu(x, approximate="tanh")
+
+
+# The MLP activations by the name ``act_fn`` gives; adding one is adding it here.
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gelu_new": gelu_new, "silu": F.silu}
+ACT_FNS = tuple(ACTIVATIONS)
 NORMALIZATIONS = ("layer", "rms", None)
 POSITIONALS = ("learned", "sinusoidal", "rotary", None)
 NORM_POSITIONS = ("pre", "post")

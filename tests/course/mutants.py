@@ -11,6 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from gptscope.config import gelu_new
 from gptscope.course.solutions import (
     lesson01_mlp as s01,
 )
@@ -229,7 +230,7 @@ def ln_no_center(x, w, b, eps=1e-5):
     return x / (x.pow(2).mean(-1, keepdim=True) + eps).sqrt() * w + b
 
 
-def _block(x, p, cfg, post=False, causal=None, act=gf.gelu_new, residual=True):
+def _block(x, p, cfg, post=False, causal=None, act=gelu_new, residual=True):
     causal = cfg.causal if causal is None else causal
 
     def ln(h, n):

@@ -167,13 +167,13 @@ def test_path_patching_finds_the_k_composition(task):
     induction = gi.head_scores(model, "induction")
     receivers = [(1, h) for h in range(4) if induction[1, h] > 0.4]
     layer0 = [(0, h) for h in range(4)]
-    k = gi.path_patch(model, clean, corrupted, metric, layer0, receivers, "k")
-    q = gi.path_patch(model, clean, corrupted, metric, layer0, receivers, "q")
+    k = gi.path_patch_group(model, clean, corrupted, metric, layer0, receivers, "k")
+    q = gi.path_patch_group(model, clean, corrupted, metric, layer0, receivers, "q")
     # measured over 30 runs: 0.286 to 0.561
     check("induction.path_patch_k_effect", abs(k), ">", 0.2)
     # measured over 30 runs: 0.00121 to 0.0465
     check("induction.path_patch_q_effect", abs(q), "<", 0.1)
-    direct = gi.path_patch(model, clean, corrupted, metric, [(1, h) for h in range(4)],
+    direct = gi.path_patch_group(model, clean, corrupted, metric, [(1, h) for h in range(4)],
                            "logits")
     # The last layer only writes to the logits.
     # measured over 30 runs: 0.00065 to 0.0106

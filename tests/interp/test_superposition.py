@@ -12,10 +12,9 @@ from gptscope.interp.superposition import (
     dimensions_per_feature,
     feature_dimensionality,
     n_represented_features,
-    plot_dimensions_per_feature,
-    plot_feature_geometry,
     train_toy_model,
 )
+from gptscope.viz.superposition import plot_dimensions_per_feature, plot_feature_geometry
 
 PROBS = [1.0, 1.0, 1.0, 0.05, 0.05, 0.05, 0.02, 0.02]
 

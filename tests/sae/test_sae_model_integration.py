@@ -25,7 +25,7 @@ def _tokens(n: int = 4, pos: int = 12, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, 32, (n, pos), generator=torch.Generator().manual_seed(seed))
 
 
-def identity_sae(d: int) -> gs.sae.BaseSAE:
+def identity_sae(d: int) -> gs.sae.SAE:
     """A ReLU SAE that reconstructs exactly: features +e_i and -e_i, relu(x) - relu(-x) = x."""
     sae = SAE(d, 2 * d)
     eye = torch.eye(d)

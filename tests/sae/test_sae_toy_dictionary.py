@@ -40,8 +40,7 @@ def test_relu_sae_recovers_ground_truth_features(toy) -> None:
     assert 4.0 < float((x != 0).any(-1).float().mean() * AVG_ACTIVE) < 6.0
     torch.manual_seed(seed(0))
     sae = SAE(D, N_FEATURES, kind="relu")
-    train_sae(sae, x, steps=600, batch_size=512, lr=3e-3, l1_coefficient=0.05,
-              show_progress=False, seed=seed(0))
+    train_sae(sae, x, steps=600, batch_size=512, lr=3e-3, show_progress=False, seed=seed(0))
     # measured over 30 runs: 0.996 to 0.997
     check("sae_toy.relu_mmcs", mmcs(sae.W_dec, features), ">=", 0.95)
     report = evaluate_sae(sae, x[:4096])
@@ -65,10 +64,8 @@ def test_topk_sae_recovers_ground_truth_features(toy) -> None:
 def test_jumprelu_sae_recovers_ground_truth_features(toy) -> None:
     x, features = toy
     torch.manual_seed(seed(0))
-    # threshold and kernel width scaled to this data (coefficients are uniform on [0, 1])
-    sae = SAE(D, N_FEATURES, kind="jumprelu", threshold_init=0.05, bandwidth=0.05)
-    train_sae(sae, x, steps=600, batch_size=512, lr=3e-3, l0_coefficient=0.01,
-              show_progress=False, seed=seed(0))
+    sae = SAE(D, N_FEATURES, kind="jumprelu")  # the default threshold, kernel and L0 weight
+    train_sae(sae, x, steps=600, batch_size=512, lr=3e-3, show_progress=False, seed=seed(0))
     # measured over 30 runs: 0.998 to 0.998
     check("sae_toy.jumprelu_mmcs", mmcs(sae.W_dec, features), ">=", 0.95)
     # measured over 30 runs: 4.69 to 4.82

@@ -53,8 +53,12 @@ def test_train_sae_reproducible_with_seed() -> None:
 
 def test_train_sae_bad_arguments() -> None:
     sae = SAE(8, 16)
-    with pytest.raises(ValueError, match="exactly one of steps"):
-        train_sae(sae, _data(), show_progress=False)
+    with pytest.raises(ValueError, match="give steps or epochs, not both"):
+        train_sae(sae, _data(), steps=2, epochs=1, show_progress=False)
+    with pytest.raises(ValueError, match="unknown train_sae option"):
+        train_sae(sae, _data(), stepz=2, show_progress=False)
+    with pytest.raises(ValueError, match="target_l0 does not apply to a 'topk'"):
+        train_sae(SAE(8, 16, kind="topk", k=2), _data(), steps=1, target_l0=3.0)
     with pytest.raises(ValueError, match=r"shape \[n, d_in=8\]"):
         train_sae(sae, torch.randn(10, 5), steps=1, show_progress=False)
     with pytest.raises(ValueError, match="l0_coefficient does not apply to a 'relu' SAE"):
@@ -167,3 +171,65 @@ def test_train_sae_from_buffer() -> None:
     buffer = ActivationBuffer(chunks, buffer_size=256, batch_size=64, seed=0)
     res = train_sae(SAE(8, 16), buffer, epochs=2, show_progress=False, seed=0)
     assert res.n_samples == 1200
+
+
+def test_default_length_is_one_pass_and_at_least_1000_steps() -> None:
+    from gptscope.sae import SAETrainConfig, SAETrainer
+
+    small = SAETrainer(SAE(8, 16), _data(1000), SAETrainConfig(batch_size=100))
+    assert small.total == 1000 and small.sparsity_warmup == 50 and small.lr_decay == 200
+    big = SAETrainer(SAE(8, 16), _data(300_000), SAETrainConfig(batch_size=100))
+    assert big.total == 3000
+    stream = SAETrainer(SAE(8, 16), (b for b in _data(64).split(8)), SAETrainConfig())
+    assert stream.total is None and stream.lr_decay == 0  # unknown length: one pass, no decay
+    # the learning rate falls as 1 / sqrt(width) beyond 256 features
+    assert small.lr == 3e-3 and SAETrainer(SAE(8, 1024), _data(64), SAETrainConfig()).lr == 1.5e-3
+    assert SAETrainer(SAE(8, 1024), _data(64), SAETrainConfig(lr=0.01)).lr == 0.01
+
+
+@pytest.mark.parametrize("kind", ["relu", "topk", "jumprelu"])
+def test_scale_input_space_is_exact(kind: str) -> None:
+    torch.manual_seed(0)
+    sae = SAE(8, 32, kind=kind, **({"k": 4} if kind == "topk" else {}))
+    with torch.no_grad():
+        sae.b_enc.normal_()
+        sae.b_dec.normal_()
+    x = _data(64)
+    before_acts, before_out = sae.encode(x), sae(x)
+    sae.scale_input_space_(7.0)
+    torch.testing.assert_close(sae.encode(7.0 * x), 7.0 * before_acts)
+    torch.testing.assert_close(sae(7.0 * x), 7.0 * before_out)
+
+
+def test_training_is_blind_to_the_scale_and_the_saved_sae_reads_raw_activations() -> None:
+    x = _data(2048, seed=1)
+    saes = []
+    for scale in (1.0, 50.0):
+        torch.manual_seed(0)
+        sae = SAE(8, 32)
+        result = train_sae(sae, x * scale, steps=50, batch_size=128, show_progress=False, seed=0)
+        assert result.input_scale == pytest.approx(8**0.5 / float((x * scale).norm(dim=-1).mean()),
+                                                   rel=0.05)
+        saes.append(sae)
+    torch.testing.assert_close(saes[0].W_dec, saes[1].W_dec, atol=1e-3, rtol=0)
+    torch.testing.assert_close(saes[1](x * 50.0), 50.0 * saes[0](x), atol=5e-3, rtol=1e-3)
+    # a second run starts from the trained SAE in raw units: a near-zero step changes nothing
+    before = saes[0](x)
+    train_sae(saes[0], x, steps=1, lr=1e-12, show_progress=False, seed=0, init_b_dec=None)
+    torch.testing.assert_close(saes[0](x), before, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.learned
+@pytest.mark.parametrize("kind", ["relu", "jumprelu"])
+def test_target_l0_tunes_the_sparsity_coefficient(kind: str) -> None:
+    from test_sae_default_recipe import toy_dictionary
+
+    x, _ = toy_dictionary(64, 256, 10, 20_000, seed(0))
+    torch.manual_seed(seed(0))
+    sae = SAE(64, 256, kind=kind)
+    result = train_sae(sae, x, target_l0=5.0, show_progress=False, seed=seed(0))
+    name = type(sae).sparsity_coefficient
+    assert result.coefficients[name] != type(sae).coefficient_defaults[name]
+    assert name in result.history
+    check(f"sae_training.{kind}_target_l0_reached", result.evaluation["l0"], "<", 7.5)
+    check(f"sae_training.{kind}_target_l0_not_undershot", result.evaluation["l0"], ">", 3.0)

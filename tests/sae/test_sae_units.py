@@ -18,12 +18,12 @@ KINDS = {"relu": {}, "topk": {"k": 4}, "jumprelu": {}}
 
 
 @pytest.fixture(params=sorted(KINDS))
-def sae(request: pytest.FixtureRequest) -> gsae.BaseSAE:
+def sae(request: pytest.FixtureRequest) -> gsae.SAE:
     torch.manual_seed(0)
     return SAE(12, 48, kind=request.param, **KINDS[request.param])
 
 
-def test_shapes_and_hook_names(sae: gsae.BaseSAE) -> None:
+def test_shapes_and_hook_names(sae: gsae.SAE) -> None:
     x = torch.randn(3, 5, 12)
     assert sae.encode(x).shape == (3, 5, 48)
     assert sae(x).shape == x.shape
@@ -34,7 +34,7 @@ def test_shapes_and_hook_names(sae: gsae.BaseSAE) -> None:
             "hook_sae_output"} <= names
 
 
-def test_hook_points_see_the_activations(sae: gsae.BaseSAE) -> None:
+def test_hook_points_see_the_activations(sae: gsae.SAE) -> None:
     seen = {}
     for name in ("hook_sae_acts_post", "hook_sae_recons"):
         getattr(sae, name).register_forward_hook(
@@ -53,6 +53,9 @@ def test_factory_dispatch_and_package_attribute() -> None:
     assert isinstance(gs.sae.SAE(4, 8), gsae.ReLUSAE)
     assert isinstance(SAE(4, 8, kind="topk", k=2), gsae.TopKSAE)
     assert isinstance(SAE(4, 8, kind="jumprelu"), gsae.JumpReLUSAE)
+    # SAE is also the class of every kind, so isinstance checks read naturally
+    assert all(isinstance(SAE(4, 64, kind=kind), gs.sae.SAE) for kind in gsae.SAE_REGISTRY)
+    assert issubclass(gsae.TopKSAE, gs.sae.SAE)
 
 
 def test_unknown_kind_lists_the_kinds() -> None:
@@ -69,7 +72,7 @@ def test_bad_options_and_sizes() -> None:
         SAE(4, 8, kind="topk", k=9)
 
 
-def test_d_in_mismatch_is_a_clear_error(sae: gsae.BaseSAE) -> None:
+def test_d_in_mismatch_is_a_clear_error(sae: gsae.SAE) -> None:
     with pytest.raises(ValueError, match=r"d_in=12.*got \(2, 7\)"):
         sae(torch.randn(2, 7))
     with pytest.raises(ValueError, match="floating point"):
@@ -78,7 +81,7 @@ def test_d_in_mismatch_is_a_clear_error(sae: gsae.BaseSAE) -> None:
         sae.decode(torch.randn(2, 12))
 
 
-def test_init_has_unit_decoder_rows_and_tied_encoder(sae: gsae.BaseSAE) -> None:
+def test_init_has_unit_decoder_rows_and_tied_encoder(sae: gsae.SAE) -> None:
     torch.testing.assert_close(sae.W_dec.norm(dim=-1), torch.ones(48))
     torch.testing.assert_close(sae.W_enc, sae.W_dec.T)
 
@@ -179,7 +182,7 @@ def test_jumprelu_training_moves_thresholds() -> None:
     assert (sae.threshold > 0).all()
 
 
-def test_save_load_round_trip_exact(sae: gsae.BaseSAE, tmp_path) -> None:
+def test_save_load_round_trip_exact(sae: gsae.SAE, tmp_path) -> None:
     with torch.no_grad():
         for p in sae.parameters():
             p.add_(torch.randn_like(p) * 0.1)
@@ -194,7 +197,7 @@ def test_save_load_round_trip_exact(sae: gsae.BaseSAE, tmp_path) -> None:
         assert n1 == n2 and torch.equal(p1, p2)
     x = torch.randn(5, 12)
     assert torch.equal(sae(x), loaded(x))
-    assert type(gsae.BaseSAE.load(folder)) is type(sae)
+    assert type(gsae.SAE.load(folder)) is type(sae)
 
 
 def test_load_errors(tmp_path) -> None:

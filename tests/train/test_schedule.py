@@ -52,3 +52,14 @@ def test_bad_step_and_config():
         cfg(schedule="cosinus")
     with pytest.raises(ValueError, match="min_lr"):
         cfg(min_lr=2.0)
+
+
+def test_decay_over_the_last_steps_only():
+    from gptscope.train.schedule import scheduled_lr
+
+    lrs = [scheduled_lr(s, lr=1.0, final_lr=0.0, warmup_steps=2, total_steps=10,
+                        schedule="linear", decay_steps=4) for s in range(10)]
+    # warm-up, flat, then (total - step) / decay_steps over the last four steps
+    assert lrs == pytest.approx([0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.75, 0.5, 0.25])
+    assert scheduled_lr(5, lr=1.0, final_lr=0.0, warmup_steps=0, total_steps=10,
+                        schedule="constant", decay_steps=4) == 1.0

@@ -18,12 +18,17 @@ def _train(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     model = open_for("sae train", args.run)
-    extra = {"relu": {"l1_coefficient": args.l1}, "topk": {"k": args.k},
-             "jumprelu": {"l0_coefficient": args.l0}}[args.kind]
+    given = {"l1_coefficient": args.l1, "l0_coefficient": args.l0, "lr": args.lr,
+             "target_l0": args.target_l0}
+    extra = {"relu": ("l1_coefficient",), "topk": (), "jumprelu": ("l0_coefficient",)}
+    options = {k: v for k, v in given.items() if v is not None
+               and (k in extra[args.kind] or not k.endswith("_coefficient"))}
+    if args.kind == "topk":
+        options["k"] = args.k
     sae, metrics = train_sae_on_run(args.run, args.hook, kind=args.kind,
                                     expansion=args.expansion, steps=args.steps,
-                                    batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                                    model=model, **extra)
+                                    batch_size=args.batch_size, seed=args.seed,
+                                    model=model, **options)
     out = Path(args.out or Path(args.run) / "sae" / args.hook)
     sae.save(out)
     tokens = run_token_batches(args.run, model, 4, seed=args.seed + 1)
@@ -44,10 +49,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--expansion", type=int, default=8, help="d_sae / d_in (8)")
     t.add_argument("--steps", type=int, default=2000)
     t.add_argument("--batch-size", type=int, default=1024, help="activation vectors per step")
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--l1", type=float, default=1.0, help="L1 coefficient (relu)")
+    t.add_argument("--lr", type=float, default=None, help="learning rate (3e-3)")
+    t.add_argument("--l1", type=float, default=None,
+                   help="L1 coefficient (relu; the kind's default otherwise)")
     t.add_argument("--k", type=int, default=16, help="active features (topk)")
-    t.add_argument("--l0", type=float, default=1e-3, help="L0 coefficient (jumprelu)")
+    t.add_argument("--l0", type=float, default=None,
+                   help="L0 coefficient (jumprelu; the kind's default otherwise)")
+    t.add_argument("--target-l0", type=float, default=None,
+                   help="tune the sparsity coefficient to this mean number of active "
+                        "features (relu, jumprelu)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     t.add_argument("--out", default=None, help="SAE folder (default RUN/sae/HOOK)")

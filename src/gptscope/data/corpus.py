@@ -97,41 +97,13 @@ class TokenFile:
         if not out.parent.is_dir():
             raise ValueError(f"directory {out.parent} does not exist; create it first")
         dtype = _dtype_for(vocab_size)
-        length = 0
-
-        def encoded(lines: Iterable[str]) -> Iterator[bytes]:
-            nonlocal length
-            for chunk in _chunks_of_lines(lines, chunk_chars):
-                ids = np.asarray(tokenizer.encode(chunk), dtype=np.int64)
-                bad = ids[(ids < 0) | (ids >= vocab_size)]
-                if bad.size:
-                    raise ValueError(
-                        f"tokenizer produced id {int(bad[0])} outside [0, {vocab_size}); "
-                        f"its vocab_size or encode is wrong"
-                    )
-                length += int(ids.size)
-                yield ids.astype(dtype).tobytes()
-
+        encoder = _Encoder(tokenizer, vocab_size, dtype, chunk_chars)
         side = sidecar_path(out)
         # The old sidecar describes the old tokens: it goes just before the new tokens land,
         # so a crash between the two files leaves no sidecar, never a wrong one.
         drop_sidecar = functools.partial(side.unlink, missing_ok=True)
-        if text is not None:
-            write_chunks(out, encoded(text.splitlines(keepends=True)), drop_sidecar)
-            source_desc = "<string>"
-        else:
-            src = Path(source)  # type: ignore[arg-type]
-            if not src.is_file():
-                raise ValueError(f"source {src} is not a file")
-            # newline="" keeps the file's own line endings in the encoded text.
-            try:
-                with open(src, encoding="utf-8", newline="") as f:
-                    write_chunks(out, encoded(f), drop_sidecar)
-            except UnicodeDecodeError:
-                # The decoder's position is within a chunk; not_utf8 finds the file offset.
-                raise not_utf8(src, "token files are built from UTF-8 text") from None
-            source_desc = str(src)
-
+        source_desc = _write_tokens(out, encoder, source, text, drop_sidecar)
+        length = encoder.length
         meta = _sidecar(dtype, length, vocab_size, tokenizer, tokenizer_info, source_desc)
         write_chunks(side, [json.dumps(meta, indent=2).encode("utf-8")])
         return cls.open(out)
@@ -239,6 +211,49 @@ class TokenFile:
                              for i in idx])
             w = torch.from_numpy(rows.astype(np.int64))
             yield w[:, :-1], w[:, 1:]
+
+
+class _Encoder:
+    """Token bytes of text lines, encoded in chunks that end at line breaks; counts the
+    tokens it has yielded in ``length``."""
+
+    def __init__(self, tokenizer: Tokenizer, vocab_size: int, dtype: Any, chunk_chars: int
+                 ) -> None:
+        self.tokenizer, self.vocab_size = tokenizer, vocab_size
+        self.dtype, self.chunk_chars = dtype, chunk_chars
+        self.length = 0
+
+    def __call__(self, lines: Iterable[str]) -> Iterator[bytes]:
+        for chunk in _chunks_of_lines(lines, self.chunk_chars):
+            ids = np.asarray(self.tokenizer.encode(chunk), dtype=np.int64)
+            bad = ids[(ids < 0) | (ids >= self.vocab_size)]
+            if bad.size:
+                raise ValueError(
+                    f"tokenizer produced id {int(bad[0])} outside [0, {self.vocab_size}); "
+                    f"its vocab_size or encode is wrong"
+                )
+            self.length += int(ids.size)
+            yield ids.astype(self.dtype).tobytes()
+
+
+def _write_tokens(out: Path, encoder: _Encoder, source: str | os.PathLike[str] | None,
+                  text: str | None, before_replace: Any) -> str:
+    """Encode ``text`` or the file ``source`` into ``out`` atomically; returns what the
+    tokens came from, for the sidecar."""
+    if text is not None:
+        write_chunks(out, encoder(text.splitlines(keepends=True)), before_replace)
+        return "<string>"
+    src = Path(source)  # type: ignore[arg-type]
+    if not src.is_file():
+        raise ValueError(f"source {src} is not a file")
+    # newline="" keeps the file's own line endings in the encoded text.
+    try:
+        with open(src, encoding="utf-8", newline="") as f:
+            write_chunks(out, encoder(f), before_replace)
+    except UnicodeDecodeError:
+        # The decoder's position is within a chunk; not_utf8 finds the file offset.
+        raise not_utf8(src, "token files are built from UTF-8 text") from None
+    return str(src)
 
 
 def _checked_vocab_size(tokenizer: Tokenizer) -> int:

@@ -58,19 +58,32 @@ def score(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> dic
         )
     if mask[:, -1].any():
         raise ValueError("mask[:, -1] must be False: the last position has no next token")
-    m = mask[:, :-1]
-    targets = tokens[:, 1:]
-    pred = logits[:, :-1].argmax(dim=-1)
-    hit = pred == targets
-    exact = (hit | ~m).all(dim=1).float().mean()
-    token_acc = hit[m].float().mean()
-    loss = F.cross_entropy(logits[:, :-1][m].float(), targets[m])
-    return {
-        "exact_match": float(exact),
-        "token_accuracy": float(token_acc),
-        "loss": float(loss),
-        "n": int(tokens.shape[0]),
-    }
+    sums = score_sums(logits[:, :-1], tokens[:, 1:], mask[:, :-1])
+    return {**scores_from_sums(sums), "n": int(tokens.shape[0])}
+
+
+def score_sums(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor
+               ) -> dict[str, float]:
+    """The sums every score is made of, so scores over many batches add up exactly.
+
+    logits ``[batch, pos, vocab]`` already aligned with ``targets`` and ``mask``
+    ``[batch, pos]`` (position t predicts ``targets[:, t]``). Returns ``loss_sum``
+    (cross-entropy summed over masked positions), ``hits`` (masked argmax predictions that
+    are right), ``positions`` (masked positions), ``rows_right`` (rows whose every masked
+    prediction is right) and ``rows``.
+    """
+    per = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="none")
+    hit = logits.argmax(-1) == targets
+    return {"loss_sum": float((per * mask.flatten()).sum()),
+            "hits": int((hit & mask).sum()), "positions": int(mask.sum()),
+            "rows_right": int((hit | ~mask).all(dim=1).sum()), "rows": int(targets.shape[0])}
+
+
+def scores_from_sums(sums: dict[str, float]) -> dict[str, float]:
+    """``loss``, ``token_accuracy`` and ``exact_match`` from (added-up) :func:`score_sums`."""
+    positions = max(sums["positions"], 1)
+    return {"exact_match": sums["rows_right"] / max(sums["rows"], 1),
+            "token_accuracy": sums["hits"] / positions, "loss": sums["loss_sum"] / positions}
 
 
 def _hash_rows(tokens: torch.Tensor) -> np.ndarray:

@@ -21,7 +21,7 @@ from gptscope.interp.patching import (
     attribution_patching,
     logit_diff,
     logit_diff_metric,
-    path_patch,
+    path_patch_group,
     path_patching,
 )
 from gptscope.interp.probes import ProbeResult, probe_layers, train_probe
@@ -45,7 +45,7 @@ __all__ = [
     "accumulated_resid", "activation_patching", "apply_ln_to_stack", "attribution_patching",
     "composition_scores", "copying_scores", "decompose_resid", "detection_pattern", "dla",
     "full_resid_decomposition", "head_results", "head_scores", "ln_scale", "logit_attrs",
-    "logit_diff", "logit_diff_metric", "logit_lens", "ov_circuit", "path_patch",
+    "logit_diff", "logit_diff_metric", "logit_lens", "ov_circuit", "path_patch_group",
     "path_patching", "pattern_scores", "probe_layers", "qk_circuit", "repeated_tokens",
     "stack_head_results", "stack_neuron_results", "top_activating_examples", "train_probe",
 ]

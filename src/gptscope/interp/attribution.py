@@ -15,6 +15,7 @@ is read by later heads gets no credit for that here (see ``interp.patching``).
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,51 +158,15 @@ def _dla(model: Any, cache: Any, correct: Any, incorrect: Any, pos: int | Tensor
     cfg = model.cfg
     final = cache[act_name("resid_post", cfg.n_layers - 1)]  # [batch, pos, d_model]
     batch, n_pos = final.shape[:2]
-    rows = torch.arange(batch, device=final.device)
-    if isinstance(pos, int):
-        if not -n_pos <= pos < n_pos:
-            raise ValueError(f"pos {pos} is outside a sequence of length {n_pos}")
-        at = torch.full((batch,), pos % n_pos, dtype=torch.long, device=final.device)
-    else:
-        at = torch.as_tensor(pos).long().to(final.device).reshape(-1).expand(batch)
+    rows, at = torch.arange(batch, device=final.device), _positions(pos, batch, n_pos, final)
 
     def pick(t: Tensor) -> Tensor:  # [batch, pos, ...] -> [batch, ...] at each row's position
         return t[rows, at]
 
-    def ids(x: Any, name: str) -> Tensor:
-        t = as_token_ids(x, name, cfg.d_vocab).to(final.device).reshape(-1)
-        if t.numel() not in (1, batch):
-            raise ValueError(f"{name} must be an int or [batch={batch}] ids, got {t.numel()}")
-        return t.expand(batch)
-
-    W_U = model.W_U.detach()
-    good = ids(correct, "correct")
-    direction = W_U.T[good]  # [batch, d_model]
-    b_U = model.b_U
-    bias = b_U.detach()[good] if b_U is not None else final.new_zeros(batch)
-    if incorrect is not None:
-        bad = ids(incorrect, "incorrect")
-        direction = direction - W_U.T[bad]
-        if b_U is not None:
-            bias = bias - b_U.detach()[bad]
-
-    ln = model.ln_final
-    if ln is not None:
-        scale = pick(cache["ln_final.hook_scale"])  # [batch, 1]
-        eff = direction * ln.w.detach()  # the weight folds into the read direction
-        if ln.b is not None:
-            bias = bias + direction @ ln.b.detach()
-        centre = cfg.normalization == "layer"
-    else:
-        scale, eff, centre = final.new_ones(batch, 1), direction, False
-
-    def attr(x: Tensor) -> Tensor:
-        """x [batch, ..., d_model] -> [batch, ...]: its direct effect on the logit diff."""
-        if centre:
-            x = x - x.mean(-1, keepdim=True)
-        shape = (batch,) + (1,) * (x.dim() - 2) + (x.shape[-1],)
-        return (x * eff.reshape(shape)).sum(-1) / scale.reshape((batch,) + (1,) * (x.dim() - 2))
-
+    direction, unembed_bias = _logit_diff_direction(model, correct, incorrect, final)
+    attr, norm_bias = _direct_effect(model, direction, pick(cache["ln_final.hook_scale"])
+                                     if model.ln_final is not None else None)
+    bias = unembed_bias + norm_bias
     embed = attr(pick(cache["hook_embed"]))
     pos_embed = attr(pick(cache["hook_pos_embed"])) if "hook_pos_embed" in model.hook_dict \
         else embed.new_zeros(batch)
@@ -215,11 +180,9 @@ def _dla(model: Any, cache: Any, correct: Any, incorrect: Any, pos: int | Tensor
         bias = bias + attr(b_O.sum(0).expand(batch, -1))
 
     final_x = pick(final)
+    ln = model.ln_final
     normed = ln(final_x[:, None])[:, 0] if ln is not None else final_x
-    logit_diff = (normed * direction).sum(-1)
-    if b_U is not None:
-        logit_diff = logit_diff + b_U.detach()[good] - (
-            b_U.detach()[bad] if incorrect is not None else 0.0)
+    logit_diff = (normed * direction).sum(-1) + unembed_bias
     total = embed + pos_embed + heads.sum((1, 2)) + bias
     if mlp is not None:
         total = total + mlp.sum(1)
@@ -232,3 +195,57 @@ def _dla(model: Any, cache: Any, correct: Any, incorrect: Any, pos: int | Tensor
         rest_per_example=(logit_diff - total).cpu(),
         logit_diff_per_example=logit_diff.cpu(),
     )
+
+
+def _positions(pos: int | Tensor, batch: int, n_pos: int, like: Tensor) -> Tensor:
+    """The position ``[batch]`` read in each row: one int for all, or one per row."""
+    if isinstance(pos, int):
+        if not -n_pos <= pos < n_pos:
+            raise ValueError(f"pos {pos} is outside a sequence of length {n_pos}")
+        return torch.full((batch,), pos % n_pos, dtype=torch.long, device=like.device)
+    return torch.as_tensor(pos).long().to(like.device).reshape(-1).expand(batch)
+
+
+def _logit_diff_direction(model: Any, correct: Any, incorrect: Any, like: Tensor
+                          ) -> tuple[Tensor, Tensor]:
+    """``(direction [batch, d_model], unembedding bias [batch])`` of the logit (difference)
+    each row reads: ``W_U[:, correct] - W_U[:, incorrect]`` and the same of ``b_U``."""
+    batch = like.shape[0]
+
+    def ids(x: Any, name: str) -> Tensor:
+        t = as_token_ids(x, name, model.cfg.d_vocab).to(like.device).reshape(-1)
+        if t.numel() not in (1, batch):
+            raise ValueError(f"{name} must be an int or [batch={batch}] ids, got {t.numel()}")
+        return t.expand(batch)
+
+    W_U, b_U = model.W_U.detach(), model.b_U
+    b_U = b_U.detach() if b_U is not None else like.new_zeros(model.cfg.d_vocab)
+    good = ids(correct, "correct")
+    direction, bias = W_U.T[good], b_U[good]
+    if incorrect is not None:
+        bad = ids(incorrect, "incorrect")
+        direction, bias = direction - W_U.T[bad], bias - b_U[bad]
+    return direction, bias
+
+
+def _direct_effect(model: Any, direction: Tensor, scale: Tensor | None
+                   ) -> tuple[Callable[[Tensor], Tensor], Tensor]:
+    """``(attr, bias)``: ``attr`` maps a component ``[batch, ..., d_model]`` to its direct
+    effect ``[batch, ...]`` on the logit difference through the final norm (frozen at its
+    ``scale`` ``[batch, 1]``), and ``bias`` ``[batch]`` is what the norm's own bias adds."""
+    ln, batch = model.ln_final, direction.shape[0]
+    if ln is not None:
+        eff = direction * ln.w.detach()  # the weight folds into the read direction
+        bias = direction @ ln.b.detach() if ln.b is not None else direction.new_zeros(batch)
+        centre = model.cfg.normalization == "layer"
+    else:
+        scale, eff, centre = direction.new_ones(batch, 1), direction, False
+        bias = direction.new_zeros(batch)
+
+    def attr(x: Tensor) -> Tensor:
+        if centre:
+            x = x - x.mean(-1, keepdim=True)
+        shape = (batch,) + (1,) * (x.dim() - 2) + (x.shape[-1],)
+        return (x * eff.reshape(shape)).sum(-1) / scale.reshape((batch,) + (1,) * (x.dim() - 2))
+
+    return attr, bias

@@ -79,49 +79,72 @@ def top_activating_examples(
     model.hook_point(hook_name)
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive int, got {k!r}")
-    heap: list[tuple[float, int, Example]] = []  # min-heap on (signed) value
-    counter = itertools.count()
-    seq_offset = 0
-    sign = 1.0 if largest else -1.0
+    top = _TopK(k, context, after, sign=1.0 if largest else -1.0)
     with torch.no_grad():
         for batch in _batches(dataset_tokens, batch_size):
             tokens = model.to_tokens(batch)
             acts = model.activations(tokens, hook_name)[hook_name].flatten(2).float()
-            if unit is not None:
-                if not 0 <= unit < acts.shape[-1]:
-                    raise ValueError(f"unit {unit} is outside the {acts.shape[-1]} units of "
-                                     f"{hook_name}")
-                values = acts[..., unit]
-            else:
-                d = torch.as_tensor(direction, dtype=acts.dtype, device=acts.device).flatten()
-                if d.numel() != acts.shape[-1]:
-                    raise ValueError(f"direction has {d.numel()} entries; {hook_name} has "
-                                     f"{acts.shape[-1]}")
-                values = acts @ d  # [batch, pos]
-            scored = values.flatten() * sign
-            # Only this batch's own top k can enter the running top k.
-            top_vals, top_idx = scored.topk(min(k, scored.numel()))
-            n_pos = values.shape[1]
-            for v, i in zip(top_vals.tolist(), top_idx.tolist()):
-                if len(heap) == k and v <= heap[0][0]:
-                    break  # sorted descending: nothing later in this batch gets in
-                b, p = divmod(i, n_pos)
-                lo, hi = max(0, p - context), min(n_pos, p + after + 1)
-                ex = Example(value=v * sign, seq=seq_offset + b, pos=p,
-                             tokens=tokens[b, lo:hi].cpu(), activations=values[b, lo:hi].cpu(),
-                             offset=p - lo)
-                item = (v, next(counter), ex)
-                if len(heap) < k:
-                    heapq.heappush(heap, item)
-                else:
-                    heapq.heapreplace(heap, item)
-            seq_offset += tokens.shape[0]
-    examples = [ex for _, _, ex in sorted(heap, key=lambda t: (-t[0], t[1]))]
-    tok = getattr(model, "tokenizer", None)
-    if tok is not None:
-        for ex in examples:
-            try:
-                ex.text = [tok.decode([int(t)]) for t in ex.tokens]
-            except Exception:  # undecodable ids: keep the example, show ids
-                ex.text = None
+            top.add(tokens, _unit_values(acts, hook_name, unit, direction))
+    examples = top.examples()
+    _add_text(examples, getattr(model, "tokenizer", None))
     return examples
+
+
+def _unit_values(acts: Tensor, hook_name: str, unit: int | None, direction: Tensor | None
+                 ) -> Tensor:
+    """``[batch, pos]`` values of one unit of ``acts`` ``[batch, pos, d]``, or of its
+    projection onto ``direction`` ``[d]``."""
+    if unit is not None:
+        if not 0 <= unit < acts.shape[-1]:
+            raise ValueError(f"unit {unit} is outside the {acts.shape[-1]} units of {hook_name}")
+        return acts[..., unit]
+    d = torch.as_tensor(direction, dtype=acts.dtype, device=acts.device).flatten()
+    if d.numel() != acts.shape[-1]:
+        raise ValueError(f"direction has {d.numel()} entries; {hook_name} has {acts.shape[-1]}")
+    return acts @ d
+
+
+class _TopK:
+    """The running top ``k`` positions over batches, each kept with its context."""
+
+    def __init__(self, k: int, context: int, after: int, sign: float) -> None:
+        self.k, self.context, self.after, self.sign = k, context, after, sign
+        self.heap: list[tuple[float, int, Example]] = []  # min-heap on (signed) value
+        self.counter = itertools.count()
+        self.seq_offset = 0
+
+    def add(self, tokens: Tensor, values: Tensor) -> None:
+        """Offer one batch: ``tokens`` and ``values`` ``[batch, pos]``."""
+        scored = values.flatten() * self.sign
+        # Only this batch's own top k can enter the running top k.
+        top_vals, top_idx = scored.topk(min(self.k, scored.numel()))
+        n_pos = values.shape[1]
+        for v, i in zip(top_vals.tolist(), top_idx.tolist()):
+            if len(self.heap) == self.k and v <= self.heap[0][0]:
+                break  # sorted descending: nothing later in this batch gets in
+            b, p = divmod(i, n_pos)
+            lo, hi = max(0, p - self.context), min(n_pos, p + self.after + 1)
+            ex = Example(value=v * self.sign, seq=self.seq_offset + b, pos=p,
+                         tokens=tokens[b, lo:hi].cpu(), activations=values[b, lo:hi].cpu(),
+                         offset=p - lo)
+            item = (v, next(self.counter), ex)
+            if len(self.heap) < self.k:
+                heapq.heappush(self.heap, item)
+            else:
+                heapq.heapreplace(self.heap, item)
+        self.seq_offset += tokens.shape[0]
+
+    def examples(self) -> list[Example]:
+        """The kept examples, highest first (ties: first seen first)."""
+        return [ex for _, _, ex in sorted(self.heap, key=lambda t: (-t[0], t[1]))]
+
+
+def _add_text(examples: list[Example], tokenizer: Any) -> None:
+    """Decode each example's tokens one by one, when the model has a tokenizer."""
+    if tokenizer is None:
+        return
+    for ex in examples:
+        try:
+            ex.text = [tokenizer.decode([int(t)]) for t in ex.tokens]
+        except Exception:  # undecodable ids: keep the example, show ids
+            ex.text = None

@@ -339,7 +339,7 @@ class _PathPatcher:
         return _scalar(metric(logits))
 
 
-def path_patch(
+def path_patch_group(
     model: Any,
     clean_tokens: Any,
     corrupted_tokens: Any,
@@ -349,8 +349,8 @@ def path_patch(
     receiver_input: str | Iterable[str] = "v",
     freeze_mlps: bool = False,
 ) -> float:
-    """The metric after patching a group of sender heads' clean outputs into the corrupted
-    run along their paths into ``receivers`` only (see ``path_patching``)."""
+    """The metric (one float) after patching a group of sender heads' clean outputs into the
+    corrupted run along their paths into ``receivers`` only (see ``path_patching``)."""
     clean, corrupted = _tokens(model, clean_tokens, corrupted_tokens)
     patcher = _PathPatcher(model, clean, corrupted, receivers, receiver_input, freeze_mlps)
     return patcher.run(patcher.check_senders(senders), metric)
@@ -375,7 +375,7 @@ def path_patching(
     "qk"); (2) run the corrupted input again with just those receiver inputs patched in,
     and take the metric. With ``receivers="logits"`` the metric is read from run (1): the
     sender's direct path to the output. Returns ``[layer, head]`` (NaN for heads that are
-    not senders). ``path_patch`` patches a group of senders together.
+    not senders). ``path_patch_group`` patches a group of senders together.
     """
     clean, corrupted = _tokens(model, clean_tokens, corrupted_tokens)
     patcher = _PathPatcher(model, clean, corrupted, receivers, receiver_input, freeze_mlps)

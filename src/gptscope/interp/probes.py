@@ -110,25 +110,7 @@ def train_probe(
     ``token_ids`` value gets a random label, drawn from the label distribution; needs
     ``token_ids`` ``[n]``). The split into train and test is random under ``seed``.
     """
-    if kind not in PROBE_KINDS:
-        raise ValueError(f"kind must be one of {PROBE_KINDS}, got {kind!r}")
-    x = torch.as_tensor(activations).detach().float().cpu()
-    y = torch.as_tensor(labels).detach().cpu()
-    if x.dim() != 2:
-        raise ValueError(f"activations must be [n, d], got {tuple(x.shape)}; flatten batch "
-                         "and position first (acts.flatten(0, -2))")
-    if y.shape != (x.shape[0],):
-        raise ValueError(f"labels must be [n={x.shape[0]}], got {tuple(y.shape)}")
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    regression = y.is_floating_point()
-    if regression and kind == "logistic":
-        raise ValueError("float labels need kind='linear' (regression); for classes pass "
-                         "integer labels")
-    if not regression:
-        y = y.long()
-        if y.min() < 0:
-            raise ValueError("class labels must be >= 0; drop ignored positions first")
+    x, y, regression = _checked_probe_data(activations, labels, kind, test_fraction)
     n = x.shape[0]
     n_test = max(1, int(round(n * test_fraction)))
     if n - n_test < 2:
@@ -159,6 +141,31 @@ def train_probe(
         metric="r2" if regression else "accuracy", n_train=len(train), n_test=n_test,
         weight=w, bias=b, mean=mean, std=std,
     )
+
+
+def _checked_probe_data(activations: Tensor, labels: Tensor, kind: str, test_fraction: float
+                        ) -> tuple[Tensor, Tensor, bool]:
+    """``(x [n, d] float, y [n], regression)`` once the probe's inputs are checked."""
+    if kind not in PROBE_KINDS:
+        raise ValueError(f"kind must be one of {PROBE_KINDS}, got {kind!r}")
+    x = torch.as_tensor(activations).detach().float().cpu()
+    y = torch.as_tensor(labels).detach().cpu()
+    if x.dim() != 2:
+        raise ValueError(f"activations must be [n, d], got {tuple(x.shape)}; flatten batch "
+                         "and position first (acts.flatten(0, -2))")
+    if y.shape != (x.shape[0],):
+        raise ValueError(f"labels must be [n={x.shape[0]}], got {tuple(y.shape)}")
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    regression = y.is_floating_point()
+    if regression and kind == "logistic":
+        raise ValueError("float labels need kind='linear' (regression); for classes pass "
+                         "integer labels")
+    if not regression:
+        y = y.long()
+        if y.min() < 0:
+            raise ValueError("class labels must be >= 0; drop ignored positions first")
+    return x, y, regression
 
 
 def _control(y: Tensor, control: str, token_ids: Tensor | None, g: torch.Generator) -> Tensor:

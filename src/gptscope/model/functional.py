@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
@@ -24,7 +23,6 @@ __all__ = [
     "multihead_attention",
     "layer_norm",
     "rms_norm",
-    "gelu_new",
 ]
 
 
@@ -188,8 +186,3 @@ def rms_norm(x: Tensor, w: Tensor | None, eps: float = 1e-5) -> Tensor:
     """Divide by the root mean square of the last dimension (no centering), then scale."""
     x = x / (x.pow(2).mean(-1, keepdim=True) + eps).sqrt()
     return x * w if w is not None else x
-
-
-def gelu_new(x: Tensor) -> Tensor:
-    """GPT-2's tanh approximation of GELU."""
-    return F.gelu(x, approximate="tanh")

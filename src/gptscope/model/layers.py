@@ -14,17 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gptscope.config import ModelConfig
+from gptscope.config import ACTIVATIONS, ModelConfig
 from gptscope.model import functional as gf
 from gptscope.model.hooks import HookPoint
-
-ACTIVATIONS = {
-    "relu": F.relu,
-    "gelu": F.gelu,
-    "gelu_new": gf.gelu_new,
-    "silu": F.silu,
-}
-
 
 # F.rms_norm (one fused kernel) arrived in torch 2.4; older versions use the written-out form.
 _rms_norm = (lambda x, w, eps: F.rms_norm(x, (x.shape[-1],), w, eps)) if hasattr(F, "rms_norm") \
@@ -91,30 +83,29 @@ class PosEmbed(nn.Module):
         return self.W_pos[positions]
 
 
-class LayerNorm(nn.Module):
-    """LayerNorm ("layer") or RMSNorm ("rms") with hooks on the scale and the output.
+class _Norm(nn.Module):
+    """What LayerNorm and RMSNorm share: the gain ``w`` [d_model], the hooks, and the rule
+    that hooks see the output before ``w`` and ``b`` (as in TransformerLens).
 
-    hook_scale: [batch, pos, 1]; hook_normalized: [batch, pos, d_model] (before w and b,
-    as in TransformerLens).
+    hook_scale: [batch, pos, 1]; hook_normalized: [batch, pos, d_model]. With no hook
+    active the whole norm is one fused kernel; with ``hook_scale`` active the output is
+    computed from the scale the hook returns, so an edit there (in place or not) counts.
     """
 
-    def __init__(self, cfg: ModelConfig, kind: str, device=None, dtype=None) -> None:
+    has_bias: bool = False
+
+    def __init__(self, cfg: ModelConfig, device=None, dtype=None) -> None:
         super().__init__()
-        self.kind, self.eps, self.d = kind, cfg.eps, cfg.d_model
+        self.eps, self.d = cfg.eps, cfg.d_model
         self.w = nn.Parameter(torch.ones(cfg.d_model, device=device, dtype=dtype))
-        if kind == "layer":
-            self.b = nn.Parameter(torch.zeros(cfg.d_model, device=device, dtype=dtype))
-        else:
-            self.b = None
+        self.b = nn.Parameter(torch.zeros(cfg.d_model, device=device, dtype=dtype)) \
+            if self.has_bias else None
         self.hook_scale = HookPoint()
         self.hook_normalized = HookPoint()
 
     def forward(self, x: Tensor) -> Tensor:
         if not (self.hook_scale.active or self.hook_normalized.active):
-            if self.kind == "layer":
-                return F.layer_norm(x, (self.d,), self.w, self.b, self.eps)
-            return _rms_norm(x, self.w, self.eps)
-        # As in TransformerLens, hook_normalized sees the output before w and b.
+            return self._fused(x, self.w, self.b)
         normalized = self.hook_normalized(self._normalize(x))
         if self.b is None:
             return normalized * self.w
@@ -123,32 +114,54 @@ class LayerNorm(nn.Module):
     def _normalize(self, x: Tensor) -> Tensor:
         """x [batch, pos, d_model] -> normalised, before w and b, through hook_scale."""
         if not self.hook_scale.active:  # nobody watches the scale: one fused kernel
-            if self.kind == "layer":
-                return F.layer_norm(x, (self.d,), None, None, self.eps)
-            return _rms_norm(x, None, self.eps)
-        fused = None
-        if self.kind == "layer" and not (torch.is_grad_enabled() and x.requires_grad):
-            # One fused pass gives the output and both statistics; they carry no gradient,
-            # hence only without autograd (torch.var_mean is also ~10x slower on CPU).
-            fused, mean, rstd = torch.native_layer_norm(x, (self.d,), None, None, self.eps)
-            mean, scale = mean.to(x.dtype), rstd.reciprocal().to(x.dtype)
-        else:
-            if self.kind == "layer":
-                var, mean = torch.var_mean(x, dim=-1, keepdim=True, correction=0)
-            else:
-                var, mean = x.pow(2).mean(-1, keepdim=True), None
-            # ** 0.5 rather than sqrt: its backward keeps the input, not the output, so a
-            # hook may edit the scale in place under autograd.
-            scale = (var + self.eps) ** 0.5
-        # Inference tensors keep no version counter: there, assume an in-place edit.
-        version = None if scale.is_inference() else scale._version
-        hooked = self.hook_scale(scale)  # [batch, pos, 1]
-        unchanged = hooked is scale and version is not None and version == scale._version
-        if fused is not None and unchanged:
-            return fused
-        # A hook replaced or edited the scale, or autograd needs it on the gradient path
-        # (as in TransformerLens, where the scale's gradient is cached too): divide by it.
-        return (x - mean if mean is not None else x) / hooked
+            return self._fused(x, None, None)
+        centred, scale = self._centred_and_scale(x)
+        return centred / self.hook_scale(scale)
+
+    def _fused(self, x: Tensor, w: Tensor | None, b: Tensor | None) -> Tensor:
+        raise NotImplementedError
+
+    def _centred_and_scale(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(x - mean or x, scale [batch, pos, 1])`` with ``normalized = centred / scale``."""
+        raise NotImplementedError
+
+
+class LayerNorm(_Norm):
+    """LayerNorm: ``(x - mean) / sqrt(var + eps) * w + b`` over d_model."""
+
+    has_bias = True
+
+    def _fused(self, x: Tensor, w: Tensor | None, b: Tensor | None) -> Tensor:
+        return F.layer_norm(x, (self.d,), w, b, self.eps)
+
+    def _centred_and_scale(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if not (torch.is_grad_enabled() and x.requires_grad):
+            # One fused pass gives both statistics (torch.var_mean is ~10x slower on CPU);
+            # they carry no gradient, hence only without autograd.
+            _, mean, rstd = torch.native_layer_norm(x, (self.d,), None, None, self.eps)
+            return x - mean.to(x.dtype), rstd.reciprocal().to(x.dtype)
+        var, mean = torch.var_mean(x, dim=-1, keepdim=True, correction=0)
+        # ** 0.5 rather than sqrt: its backward keeps the input, not the output, so a
+        # hook may edit the scale in place under autograd.
+        return x - mean, (var + self.eps) ** 0.5
+
+
+class RMSNorm(_Norm):
+    """RMSNorm: ``x / sqrt(mean(x^2) + eps) * w`` over d_model (no centring, no bias)."""
+
+    def _fused(self, x: Tensor, w: Tensor | None, b: Tensor | None) -> Tensor:
+        return _rms_norm(x, w, self.eps)
+
+    def _centred_and_scale(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return x, (x.pow(2).mean(-1, keepdim=True) + self.eps) ** 0.5
+
+
+NORMS: dict[str, type[_Norm]] = {"layer": LayerNorm, "rms": RMSNorm}
+
+
+def make_norm(cfg: ModelConfig, kind: str, device=None, dtype=None) -> _Norm:
+    """The norm ``cfg.normalization`` names ("layer" or "rms")."""
+    return NORMS[kind](cfg, device, dtype)
 
 
 class PaddingMask(NamedTuple):
@@ -345,17 +358,17 @@ class Block(nn.Module):
             self.hook_q_input = HookPoint()
             self.hook_k_input = HookPoint()
             self.hook_v_input = HookPoint()
-        self.ln1 = LayerNorm(cfg, norm, device, dtype) if norm else nn.Identity()
+        self.ln1 = make_norm(cfg, norm, device, dtype) if norm else nn.Identity()
         self.attn = Attention(cfg, device, dtype)
         self.hook_attn_out = HookPoint()
         if not cfg.attn_only:
             self.hook_resid_mid = HookPoint()
             self.hook_mlp_in = HookPoint()  # on request: the MLP's input, before ln2
-            self.ln2 = LayerNorm(cfg, norm, device, dtype) if norm else nn.Identity()
+            self.ln2 = make_norm(cfg, norm, device, dtype) if norm else nn.Identity()
             self.mlp = MLP(cfg, device, dtype)
             self.hook_mlp_out = HookPoint()
         elif cfg.norm_position == "post":
-            self.ln2 = LayerNorm(cfg, norm, device, dtype)
+            self.ln2 = make_norm(cfg, norm, device, dtype)
         self.hook_resid_post = HookPoint()
         if cfg.norm_position == "post":
             self.hook_normalized_resid_post = HookPoint()

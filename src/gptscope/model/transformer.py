@@ -10,18 +10,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gptscope.config import ModelConfig
+from gptscope.config import ACTIVATIONS, ModelConfig
 from gptscope.model import functional as gf
 from gptscope.model import inputs
 from gptscope.model.hooks import HookedModule, HookPoint, NameFilter
 from gptscope.model.layers import (
-    ACTIVATIONS,
     Block,
     Embed,
     KVCache,
-    LayerNorm,
     PaddingMask,
     PosEmbed,
+    make_norm,
     table_rows,
 )
 
@@ -53,7 +52,7 @@ class Transformer(HookedModule):
                                                  dtype=dtype)
             self.hook_token_type_embed = HookPoint()
         if cfg.embed_norm:
-            self.embed_ln = LayerNorm(cfg, cfg.normalization or "layer", device, dtype)
+            self.embed_ln = make_norm(cfg, cfg.normalization or "layer", device, dtype)
         if cfg.positional == "rotary":
             # Built for the first positions only and grown on demand (_ensure_positions).
             cos, sin = gf.rotary_angles(table_rows(cfg.n_ctx), cfg.rotary_dim, cfg.rotary_base)
@@ -62,7 +61,7 @@ class Transformer(HookedModule):
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg, device, dtype) for _ in range(cfg.n_layers))
         if cfg.normalization and cfg.final_norm and cfg.norm_position == "pre":
-            self.ln_final = LayerNorm(cfg, cfg.normalization, device, dtype)
+            self.ln_final = make_norm(cfg, cfg.normalization, device, dtype)
         else:
             self.ln_final = None
         self.mlm_head = MLMHead(cfg, device, dtype) if cfg.mlm_head else None
@@ -395,7 +394,7 @@ class MLMHead(nn.Module):
         self.W = nn.Parameter(torch.empty(cfg.d_model, cfg.d_model, device=device, dtype=dtype))
         self.b = nn.Parameter(torch.zeros(cfg.d_model, device=device, dtype=dtype))
         self.act = ACTIVATIONS[cfg.act_fn]
-        self.ln = LayerNorm(cfg, cfg.normalization or "layer", device, dtype)
+        self.ln = make_norm(cfg, cfg.normalization or "layer", device, dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.ln(self.act(F.linear(x, self.W.t(), self.b)))

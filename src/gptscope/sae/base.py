@@ -9,9 +9,9 @@ An SAE maps an activation ``x`` of width ``d_in`` to a wide, sparse code ``acts`
 Each variant (ReLU, top-k, JumpReLU) lives in its own module and only supplies the
 ``activation`` and its training loss; everything else is here. Rows of ``W_dec`` are the
 learned feature directions, so they are kept at unit norm by default (see
-:meth:`BaseSAE.normalize_decoder_`).
+:meth:`SAE.normalize_decoder_`).
 
-Files: :meth:`BaseSAE.save` writes a folder with ``sae.safetensors`` (weights) and
+Files: :meth:`SAE.save` writes a folder with ``sae.safetensors`` (weights) and
 ``sae_config.json`` (config). Nothing is ever pickled.
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from gptscope.model.hooks import HookPoint
+from gptscope.utils.atomic import write_text, write_with
 from gptscope.utils.files import read_json
 
 WEIGHTS_FILENAME = "sae.safetensors"
@@ -37,7 +38,7 @@ CONFIG_FILENAME = "sae_config.json"
 _FORMAT_VERSION = 1
 
 # kind -> SAE class; filled in by each variant module via ``register_sae``.
-SAE_REGISTRY: dict[str, type[BaseSAE]] = {}
+SAE_REGISTRY: dict[str, type[SAE]] = {}
 
 
 @dataclass
@@ -53,6 +54,10 @@ class SAEConfig:
             on, feature magnitudes live only in ``acts`` and a plain L1 penalty is fair.
         hook_name: the model hook the SAE was trained on; informational, saved with it.
         metadata: free-form JSON-serialisable notes (dataset, model name, ...).
+        input_scale: set by training. Training multiplies activations by this factor (to a
+            mean norm of ``sqrt(d_in)``, or 1 when normalisation is off) and folds it back
+            into the weights afterwards, so the SAE reads raw activations; ``None`` means
+            never trained, so thresholds and biases are still in training units.
     """
 
     d_in: int
@@ -61,6 +66,7 @@ class SAEConfig:
     normalize_decoder: bool = True
     hook_name: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    input_scale: float | None = None
 
     kind: ClassVar[str] = "base"
 
@@ -69,6 +75,8 @@ class SAEConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.input_scale is not None and not self.input_scale > 0:
+            raise ValueError(f"input_scale must be None or > 0, got {self.input_scale!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict, including ``kind`` so :func:`load_sae` can dispatch."""
@@ -91,7 +99,7 @@ class SAEConfig:
 
 
 class TrainStepOutput(NamedTuple):
-    """What :meth:`BaseSAE.training_forward` returns for one batch.
+    """What :meth:`SAE.training_forward` returns for one batch.
 
     ``loss`` is the scalar to backpropagate; ``losses`` holds its named parts (detached
     floats are taken by the trainer); ``x_hat`` is ``[batch, d_in]``; ``acts`` ``[batch, d_sae]``;
@@ -185,8 +193,24 @@ def mean_active_count(acts: torch.Tensor) -> torch.Tensor:
     return acts.sign().sum() / n_inputs(acts)
 
 
-class BaseSAE(nn.Module):
-    """Parameters, hooks, encode/decode and file IO common to every SAE variant.
+class _BuiltByKind(type):
+    """Calling ``SAE(d_in, d_sae, kind=...)`` builds that kind; a kind's own class (``TopKSAE``)
+    is called with its config. So ``isinstance(x, SAE)`` holds for every SAE."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if cls is SAE:
+            return _build(*args, **kwargs)
+        return super().__call__(*args, **kwargs)
+
+
+class SAE(nn.Module, metaclass=_BuiltByKind):
+    """Every sparse autoencoder: parameters, hooks, encode/decode and file IO.
+
+    ``SAE(d_in, d_sae, kind="relu", **options)`` builds one of a kind ("relu", "topk" or
+    "jumprelu"), its options going to that kind's config (``k=32`` for top-k,
+    ``threshold_init=0.5`` for JumpReLU)::
+
+        sae = SAE(d_in=128, d_sae=1024, kind="topk", k=16)
 
     Subclasses set ``config_class`` and implement :meth:`activation` and
     :meth:`training_forward`. Hook points (identity modules that show up in the model's
@@ -195,8 +219,12 @@ class BaseSAE(nn.Module):
     """
 
     config_class: ClassVar[type[SAEConfig]] = SAEConfig
-    # Loss coefficients that training_forward accepts, with their defaults.
+    # The loss coefficients training_forward accepts, with defaults suited to activations
+    # normalised to mean norm sqrt(d_in) (what training does by default); the trainer
+    # passes whatever a kind declares and names none itself.
     coefficient_defaults: ClassVar[dict[str, float]] = {}
+    # Which of them sets sparsity (the one ``target_l0`` tunes); None if the kind has none.
+    sparsity_coefficient: ClassVar[str | None] = None
 
     def __init__(self, cfg: SAEConfig) -> None:
         super().__init__()
@@ -268,6 +296,51 @@ class BaseSAE(nn.Module):
     def decoder_norms(self) -> torch.Tensor:
         """L2 norms of the decoder rows, ``[d_sae]``."""
         return self.W_dec.norm(dim=-1)
+
+    @classmethod
+    def resolve_coefficients(cls, given: Mapping[str, float]) -> dict[str, float]:
+        """This kind's loss coefficients: its defaults with ``given`` overriding them.
+
+        A name the kind does not declare, or a negative value, is a ValueError listing the
+        kind's coefficients.
+        """
+        out = dict(cls.coefficient_defaults)
+        for name, value in given.items():
+            if name not in out:
+                valid = ", ".join(out) or "none (sparsity is set by the SAE itself, e.g. k)"
+                raise ValueError(
+                    f"{name} does not apply to a {cls.config_class.kind!r} SAE; its "
+                    f"coefficients: {valid}"
+                )
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+            out[name] = float(value)
+        return out
+
+    @torch.no_grad()
+    def scale_input_space_(self, factor: float) -> None:
+        """Make the SAE read activations ``factor`` times larger, in place: afterwards
+        ``encode(factor * x)`` is ``factor`` times the old ``encode(x)`` and ``forward``
+        likewise. Every kind's activation commutes with a positive scale, so only the biases
+        (and a kind's own per-feature parameters, via :meth:`_scale_extras_`) change; the
+        decoder directions stay as they are."""
+        if not factor > 0:
+            raise ValueError(f"factor must be > 0, got {factor!r}")
+        self.b_dec.mul_(factor)
+        self.b_enc.mul_(factor)
+        self._scale_extras_(factor)
+
+    def _scale_extras_(self, factor: float) -> None:
+        """Scale a kind's own parameters for :meth:`scale_input_space_` (none here)."""
+
+    def per_feature_parameters(self) -> list[tuple[nn.Parameter, int]]:
+        """``(parameter, feature axis)`` for every parameter with one slice per feature
+        (what resampling resets)."""
+        return [(self.W_dec, 0), (self.W_enc, 1), (self.b_enc, 0)]
+
+    def restart_features_(self, idx: torch.Tensor) -> None:
+        """Reset a kind's own per-feature parameters of features ``idx`` after resampling
+        (the shared ones are reset by :func:`~gptscope.sae.resample.resample_dead_features`)."""
 
     # ------------------------------------------------------------------ forward
     def _check_input(self, x: torch.Tensor) -> None:
@@ -342,19 +415,19 @@ class BaseSAE(nn.Module):
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        _atomic_write(folder / WEIGHTS_FILENAME, lambda tmp: save_file(tensors, tmp))
-        text = json.dumps(self.cfg.to_dict(), indent=2, sort_keys=True)
-        _atomic_write(folder / CONFIG_FILENAME, lambda tmp: Path(tmp).write_text(text + "\n"))
+        write_with(folder / WEIGHTS_FILENAME, lambda tmp: save_file(tensors, str(tmp)))
+        write_text(folder / CONFIG_FILENAME,
+                   json.dumps(self.cfg.to_dict(), indent=2, sort_keys=True) + "\n")
         return folder
 
     @classmethod
     def load(
         cls, path: str | os.PathLike[str], device: str | torch.device = "cpu"
-    ) -> BaseSAE:
-        """Load an SAE saved with :meth:`save`. Called on ``BaseSAE`` it picks the variant
+    ) -> SAE:
+        """Load an SAE saved with :meth:`save`. Called on ``SAE`` it picks the variant
         from the config's ``kind``; called on a variant it also checks the kind matches."""
         sae = load_sae(path, device=device)
-        if cls is not BaseSAE and not isinstance(sae, cls):
+        if cls is not SAE and not isinstance(sae, cls):
             raise ValueError(
                 f"{path} holds a {sae.cfg.kind!r} SAE, not a {cls.__name__}; "
                 "use gptscope.sae.load_sae(path) to load whatever kind it is"
@@ -372,25 +445,13 @@ def _affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.
     return rows.reshape(*x.shape[:-1], weight.shape[-1])
 
 
-def _atomic_write(target: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def register_sae(cls: type[BaseSAE]) -> type[BaseSAE]:
+def register_sae(cls: type[SAE]) -> type[SAE]:
     """Class decorator: make a variant constructible by ``SAE(kind=...)`` and loadable."""
     SAE_REGISTRY[cls.config_class.kind] = cls
     return cls
 
 
-def _lookup_kind(kind: str) -> type[BaseSAE]:
+def _lookup_kind(kind: str) -> type[SAE]:
     if kind not in SAE_REGISTRY:
         raise ValueError(
             f"unknown SAE kind {kind!r}; choose one of {sorted(SAE_REGISTRY)}"
@@ -398,8 +459,8 @@ def _lookup_kind(kind: str) -> type[BaseSAE]:
     return SAE_REGISTRY[kind]
 
 
-def load_sae(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> BaseSAE:
-    """Load an SAE folder written by :meth:`BaseSAE.save` (any kind)."""
+def load_sae(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> SAE:
+    """Load an SAE folder written by :meth:`SAE.save` (any kind)."""
     folder = Path(path)
     cfg_path, weights_path = folder / CONFIG_FILENAME, folder / WEIGHTS_FILENAME
     for p in (cfg_path, weights_path):
@@ -431,14 +492,8 @@ def load_sae(path: str | os.PathLike[str], device: str | torch.device = "cpu") -
     return sae.to(device)
 
 
-def SAE(d_in: int, d_sae: int, kind: str = "relu", **kwargs: Any) -> BaseSAE:
-    """Build an SAE of the given ``kind`` ("relu", "topk" or "jumprelu").
-
-    Extra keyword arguments go to that kind's config (e.g. ``k=32`` for top-k,
-    ``threshold_init=0.001`` for JumpReLU). Example::
-
-        sae = SAE(d_in=128, d_sae=1024, kind="topk", k=16)
-    """
+def _build(d_in: int, d_sae: int, kind: str = "relu", **kwargs: Any) -> SAE:
+    """An SAE of the given ``kind``, its other keyword arguments going to that kind's config."""
     cls = _lookup_kind(kind)
     config_class = cls.config_class
     known = {f.name for f in dataclasses.fields(config_class)} - {"d_in", "d_sae"}

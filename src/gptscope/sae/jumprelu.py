@@ -17,7 +17,8 @@ delta is replaced by a rectangle kernel of width ``bandwidth`` (``epsilon``)::
 
 while ``d JumpReLU / d z = H(z - theta)`` and the L0 term sends no gradient to ``z``.
 The paper's defaults are ``bandwidth = 0.001`` and an initial threshold of ``0.001``
-(for activations normalised to have mean squared norm ``d_in``).
+(for activations normalised to have mean squared norm ``d_in``); this module's defaults are
+larger, for short runs (see :class:`JumpReLUSAEConfig`).
 
 ``theta`` is stored as ``log_threshold`` so it stays positive.
 """
@@ -31,7 +32,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from gptscope.sae.base import BaseSAE, SAEConfig, TrainStepOutput, n_inputs, register_sae
+from gptscope.sae.base import SAE, SAEConfig, TrainStepOutput, n_inputs, register_sae
 
 
 def _above(z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
@@ -133,13 +134,16 @@ class JumpReLUSAEConfig(SAEConfig):
     """Config of :class:`JumpReLUSAE`.
 
     Attributes:
-        threshold_init: initial threshold of every feature (paper: 0.001).
-        bandwidth: width ``epsilon`` of the rectangle kernel in the pseudo-derivative
-            (paper: 0.001). Should be small relative to typical pre-activations.
+        threshold_init: initial threshold of every feature, in training units (activations
+            normalised to mean norm ``sqrt(d_in)``). The paper's 0.001 suits its runs of
+            hundreds of thousands of steps; thresholds learn in log space, a few thousandths
+            per step, so runs of a few thousand steps start them near where they end (0.5).
+        bandwidth: width ``epsilon`` of the rectangle kernel in the pseudo-derivative, in
+            the same units (paper: 0.001; 0.5 here, for the same reason).
     """
 
-    threshold_init: float = 0.001
-    bandwidth: float = 0.001
+    threshold_init: float = 0.5
+    bandwidth: float = 0.5
 
     kind: ClassVar[str] = "jumprelu"
 
@@ -152,11 +156,12 @@ class JumpReLUSAEConfig(SAEConfig):
 
 
 @register_sae
-class JumpReLUSAE(BaseSAE):
+class JumpReLUSAE(SAE):
     """SAE with a learned per-feature threshold, trained with an L0 penalty."""
 
     config_class: ClassVar[type[SAEConfig]] = JumpReLUSAEConfig
-    coefficient_defaults: ClassVar[dict[str, float]] = {"l0_coefficient": 1e-3}
+    coefficient_defaults: ClassVar[dict[str, float]] = {"l0_coefficient": 1.0}
+    sparsity_coefficient: ClassVar[str | None] = "l0_coefficient"
     cfg: JumpReLUSAEConfig
 
     def _init_extra_parameters(self) -> None:
@@ -168,6 +173,17 @@ class JumpReLUSAE(BaseSAE):
         with torch.no_grad():
             self.log_threshold.fill_(math.log(self.cfg.threshold_init))
 
+    def _scale_extras_(self, factor: float) -> None:
+        self.log_threshold.add_(math.log(factor))  # thresholds live in activation units
+
+    def per_feature_parameters(self) -> list[tuple[nn.Parameter, int]]:
+        return [*super().per_feature_parameters(), (self.log_threshold, 0)]
+
+    @torch.no_grad()
+    def restart_features_(self, idx: torch.Tensor) -> None:
+        """A resampled feature starts again from ``threshold_init``."""
+        self.log_threshold[idx] = math.log(self.cfg.threshold_init)
+
     @property
     def threshold(self) -> torch.Tensor:
         """Per-feature thresholds ``[d_sae]`` (always positive)."""
@@ -178,7 +194,7 @@ class JumpReLUSAE(BaseSAE):
         return jumprelu(pre, self.threshold, self.cfg.bandwidth)
 
     def training_forward(
-        self, x: torch.Tensor, *, l0_coefficient: float = 1e-3
+        self, x: torch.Tensor, *, l0_coefficient: float = 1.0
     ) -> TrainStepOutput:
         """Loss for ``x`` ``[batch, d_in]``: MSE + ``l0_coefficient`` * L0.
 

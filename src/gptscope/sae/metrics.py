@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from gptscope.sae.base import BaseSAE
+from gptscope.sae.base import SAE
 
 
 def _same_shape(a: torch.Tensor, b: torch.Tensor, names: str) -> None:
@@ -63,7 +63,7 @@ def cosine_similarity(x: torch.Tensor, x_hat: torch.Tensor) -> float:
 
 @torch.no_grad()
 def feature_frequencies(
-    sae: BaseSAE, batches: torch.Tensor | Iterable[torch.Tensor], batch_size: int = 4096
+    sae: SAE, batches: torch.Tensor | Iterable[torch.Tensor], batch_size: int = 4096
 ) -> torch.Tensor:
     """Fraction of inputs on which each feature fires, ``[d_sae]``.
 
@@ -98,7 +98,7 @@ def dense_fraction(frequencies: torch.Tensor, threshold: float = 0.1) -> float:
 
 @torch.no_grad()
 def evaluate_sae(
-    sae: BaseSAE,
+    sae: SAE,
     activations: torch.Tensor,
     batch_size: int = 4096,
     dense_threshold: float = 0.1,
@@ -127,7 +127,7 @@ def evaluate_sae(
 
 @torch.no_grad()
 def ce_loss_recovered(
-    model: Any, sae: BaseSAE, tokens: torch.Tensor, hook_name: str | None = None
+    model: Any, sae: SAE, tokens: torch.Tensor, hook_name: str | None = None
 ) -> dict[str, float]:
     """Language-modelling loss with the SAE spliced in, compared with clean and zero-ablated.
 

@@ -21,7 +21,7 @@ from typing import ClassVar
 
 import torch
 
-from gptscope.sae.base import BaseSAE, SAEConfig, TrainStepOutput, register_sae, sae_loss
+from gptscope.sae.base import SAE, SAEConfig, TrainStepOutput, register_sae, sae_loss
 
 
 @dataclass
@@ -32,20 +32,19 @@ class ReLUSAEConfig(SAEConfig):
 
 
 @register_sae
-class ReLUSAE(BaseSAE):
+class ReLUSAE(SAE):
     """Standard ReLU sparse autoencoder with an L1 sparsity penalty."""
 
     config_class: ClassVar[type[SAEConfig]] = ReLUSAEConfig
-    # Names of the loss coefficients train_sae may pass, with defaults suited to activations
-    # whose norm is around sqrt(d_in)-ish; tune for your data.
-    coefficient_defaults: ClassVar[dict[str, float]] = {"l1_coefficient": 1e-3}
+    coefficient_defaults: ClassVar[dict[str, float]] = {"l1_coefficient": 2.0}
+    sparsity_coefficient: ClassVar[str | None] = "l1_coefficient"
 
     def activation(self, pre: torch.Tensor) -> torch.Tensor:
         """``ReLU(pre)``, ``[..., d_sae] -> [..., d_sae]``."""
         return torch.relu(pre)
 
     def training_forward(
-        self, x: torch.Tensor, *, l1_coefficient: float = 1e-3
+        self, x: torch.Tensor, *, l1_coefficient: float = 2.0
     ) -> TrainStepOutput:
         """Loss for one batch ``x`` ``[batch, d_in]``: MSE + ``l1_coefficient`` * L1.
 

@@ -18,7 +18,7 @@ from typing import ClassVar
 
 import torch
 
-from gptscope.sae.base import BaseSAE, SAEConfig, TrainStepOutput, register_sae
+from gptscope.sae.base import SAE, SAEConfig, TrainStepOutput, register_sae
 
 
 @dataclass
@@ -56,7 +56,7 @@ class TopKSAEConfig(SAEConfig):
 
 
 @register_sae
-class TopKSAE(BaseSAE):
+class TopKSAE(SAE):
     """SAE whose activation keeps the top ``k`` pre-activations per input."""
 
     config_class: ClassVar[type[SAEConfig]] = TopKSAEConfig

@@ -7,13 +7,10 @@ exec'd from a file, unlike nanoGPT's ``configurator.py``.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from gptscope.utils.fields import checked, known_fields, validate_fields
-from gptscope.utils.files import read_json
+from gptscope.utils.fields import JSONConfig, checked, known_fields, validate_fields
 
 SCHEDULES = ("cosine", "constant", "linear")
 TOKENIZERS = ("char", "bpe")
@@ -64,7 +61,7 @@ class DataSpec:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(JSONConfig):
     """Optimisation, schedule, logging and checkpointing of one run.
 
     Batch: one optimizer step sees ``batch_size * grad_accum`` sequences (the global batch),
@@ -123,37 +120,6 @@ class TrainConfig:
     @property
     def checkpoint_every(self) -> int:
         return self.eval_every if self.ckpt_every is None else self.ckpt_every
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["betas"] = list(self.betas)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """A TrainConfig from a dict of fields; ``data`` may be a nested dict for DataSpec."""
-        return cls(**known_fields(cls, data))
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text_or_path: str | Path) -> TrainConfig:
-        """Parse JSON text or a ``train_config.json`` file; errors name the file."""
-        text = str(text_or_path)
-        if text.lstrip().startswith("{"):
-            source = "the train config text"
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{source} is not valid JSON ({e}); re-save it") from e
-        else:
-            source = str(text_or_path)
-            data = read_json(text_or_path, "re-save it with TrainConfig.to_json")
-        try:
-            return cls.from_dict(data)
-        except ValueError as e:
-            raise ValueError(f"{source}: {e}") from None
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gptscope.data.tasks import score_sums, scores_from_sums
 from gptscope.train.config import TrainConfig
 
 
@@ -37,21 +38,19 @@ def evaluate(model: Any, data: Any, cfg: TrainConfig,
     out: dict[str, float] = {}
     metric = getattr(getattr(data, "task", None), "metric", None)
     for split, (x, y, m) in data.eval_sets(n, gen).items():
-        loss_sum, hits, rows_ok, count = 0.0, 0, 0, 0
+        total: dict[str, float] = {}
         for xs, ys, ms in zip(x.split(4 * cfg.batch_size), y.split(4 * cfg.batch_size),
                               m.split(4 * cfg.batch_size), strict=True):
             xs, ys, ms = xs.to(model.device), ys.to(model.device), ms.to(model.device)
             with autocast():
                 logits = model(xs)
-            loss_sum += float(scored_loss_sum(logits, ys, ms))
-            hit = logits.argmax(-1) == ys
-            hits += int((hit & ms).sum())
-            rows_ok += int((hit | ~ms).all(dim=1).sum())
-            count += int(ms.sum())
-        out[f"{split}_loss"] = loss_sum / max(count, 1)
+            for k, v in score_sums(logits, ys, ms).items():
+                total[k] = total.get(k, 0) + v
+        scores = scores_from_sums(total)
+        out[f"{split}_loss"] = scores["loss"]
         if metric is not None:
-            out[f"{split}_token_accuracy"] = hits / max(count, 1)
-            out[f"{split}_exact_match"] = rows_ok / len(x)
+            out[f"{split}_token_accuracy"] = scores["token_accuracy"]
+            out[f"{split}_exact_match"] = scores["exact_match"]
     return out
 
 

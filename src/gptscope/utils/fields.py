@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import operator
 import types
 import typing
 from dataclasses import field
+from pathlib import Path
 from typing import Any, Union, get_args, get_origin
+
+from gptscope.utils.files import json_text_or_file
 
 _NONE = type(None)
 _LIMITS = "gptscope_limits"  # the dataclass field metadata key that ``checked`` fills
@@ -76,6 +80,32 @@ def known_fields(cls: type, data: Any) -> dict:
     if unknown:
         raise ValueError(f"unknown {name} fields {unknown}; known fields are {sorted(known)}")
     return data
+
+
+class JSONConfig:
+    """``to_dict``/``from_dict``/``to_json``/``from_json`` for a config dataclass whose
+    ``__post_init__`` validates it (tuples travel as JSON lists)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)  # type: ignore[call-overload]
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any:
+        """An instance from a dict of fields (ValueError naming any unknown one)."""
+        return cls(**known_fields(cls, data))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text_or_path: str | Path) -> Any:
+        """Parse JSON text or a file written from ``to_json``; errors name the file."""
+        data, source = json_text_or_file(text_or_path, f"re-save it with {cls.__name__}.to_json")
+        try:
+            return cls.from_dict(data)
+        except ValueError as e:
+            raise ValueError(f"{source}: {e}") from None
 
 
 @functools.cache

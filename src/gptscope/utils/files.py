@@ -71,3 +71,15 @@ def read_json_object(path: str | os.PathLike[str], fix: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{path} holds a JSON {type(data).__name__}, not an object; {fix}")
     return data
+
+
+def json_text_or_file(text_or_path: str | os.PathLike[str], fix: str) -> tuple[Any, str]:
+    """``(data, source)`` from JSON text (starting with ``{``) or a JSON file; ``source``
+    names where it came from, for errors about its contents."""
+    text = str(text_or_path)
+    if not text.lstrip().startswith("{"):
+        return read_json(text_or_path, fix), text
+    try:
+        return json.loads(text), "the JSON text"
+    except json.JSONDecodeError as e:
+        raise ValueError(f"the JSON text is not valid JSON ({e}); {fix}") from None

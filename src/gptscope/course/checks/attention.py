@@ -11,9 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from gptscope.config import ModelConfig
+from gptscope.config import ACTIVATIONS, ModelConfig
 from gptscope.course.checks._common import (
     Mismatch,
     as_tensor,
@@ -250,10 +249,8 @@ def _block_variant(x, p, cfg, pre_ln=True, residual=True, act="gelu_new", causal
                                       p["attn.W_O"], p["attn.b_Q"], p["attn.b_K"],
                                       p["attn.b_V"], p["attn.b_O"], causal=causal)
 
-    acts = {"gelu_new": gf.gelu_new, "gelu": F.gelu, "relu": F.relu}
-
     def mlp(h):
-        return acts[act](h @ p["mlp.W_in"] + p["mlp.b_in"]) @ p["mlp.W_out"] + p["mlp.b_out"]
+        return ACTIVATIONS[act](h @ p["mlp.W_in"] + p["mlp.b_in"]) @ p["mlp.W_out"] + p["mlp.b_out"]
 
     if not pre_ln:
         mid = ln(x + attn(x), "ln1")

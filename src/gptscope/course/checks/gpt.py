@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from gptscope.config import ModelConfig
+from gptscope.config import ModelConfig, gelu_new
 from gptscope.course.checks._common import (
     Mismatch,
     as_tensor,
@@ -69,7 +69,7 @@ def _gpt_variant(tokens, p, cfg, pos=True, causal=True, final_ln=True, pre_ln=Tr
                 "W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "b_O")), causal=causal)
 
         def mlp(h, b=b):
-            return gf.gelu_new(h @ p[b + "mlp.W_in"] + p[b + "mlp.b_in"]) @ \
+            return gelu_new(h @ p[b + "mlp.W_in"] + p[b + "mlp.b_in"]) @ \
                 p[b + "mlp.W_out"] + p[b + "mlp.b_out"]
 
         if pre_ln:
@@ -141,29 +141,22 @@ N_DRAWS = 20_000
 TV_TOLERANCE = 0.03
 
 
+SAMPLING_CASES = [
+    ("temperature 1", dict(temperature=1.0)),
+    ("temperature 2", dict(temperature=2.0)),
+    ("temperature 0.5", dict(temperature=0.5)),
+    ("top_k=3", dict(temperature=1.0, top_k=3)),
+    ("top_k=1", dict(temperature=1.0, top_k=1)),
+    ("top_p=0.6", dict(temperature=1.0, top_p=0.6)),
+    ("top_p=0.9, temperature 0.7", dict(temperature=0.7, top_p=0.9)),
+]
+
+
 def check_sample_next(fn: Callable[..., Any]) -> CheckResult:
     def body() -> list[str]:
-        cases = []
+        cases = [_check_greedy(fn)]
         base = torch.tensor([2.0, 1.5, 1.0, 0.5, 0.0, -0.5, -1.0, -3.0])
-        # greedy
-        logits = randn(4, 10, seed=7, scale=2.0)
-        got = as_tensor(call(fn, logits.clone(), 0.0), "sample_next")
-        if got.shape != (4,) or not torch.equal(got.long(), logits.argmax(-1)):
-            raise Mismatch("temperature 0 must be greedy: return logits.argmax(-1), one id per "
-                           "row, without sampling", ["case: temperature 0"])
-        if got.dtype != torch.long:
-            raise Mismatch(f"return int64 token ids, got {got.dtype}")
-        cases.append("temperature 0 is greedy")
-        specs = [
-            ("temperature 1", dict(temperature=1.0)),
-            ("temperature 2", dict(temperature=2.0)),
-            ("temperature 0.5", dict(temperature=0.5)),
-            ("top_k=3", dict(temperature=1.0, top_k=3)),
-            ("top_k=1", dict(temperature=1.0, top_k=1)),
-            ("top_p=0.6", dict(temperature=1.0, top_p=0.6)),
-            ("top_p=0.9, temperature 0.7", dict(temperature=0.7, top_p=0.9)),
-        ]
-        for case, kw in specs:
+        for case, kw in SAMPLING_CASES:
             logits = base.repeat(N_DRAWS, 1)
             gen = torch.Generator().manual_seed(0)
             ids = as_tensor(call(fn, logits.clone(), generator=gen, **kw), "sample_next")
@@ -173,42 +166,59 @@ def check_sample_next(fn: Callable[..., Any]) -> CheckResult:
             emp = torch.bincount(ids.long().flatten(), minlength=base.numel()).double() / N_DRAWS
             want = filtered_probs(base, **kw)
             tv = 0.5 * (emp - want).abs().sum().item()
-            if tv <= TV_TOLERANCE:
-                cases.append(f"{case} (total variation {tv:.3f})")
-                continue
-            top_k, top_p = kw.get("top_k"), kw.get("top_p")
-            variants = {
-                "top-k keeps k+1 tokens; keep exactly the k largest":
-                    filtered_probs(base, **kw, k_extra=1) if top_k else None,
-                "temperature multiplies the logits instead of dividing them":
-                    filtered_probs(base, **kw, multiply=True)
-                    if kw["temperature"] != 1 else None,
-                "temperature ignored: divide the logits by it":
-                    filtered_probs(base, 1.0, top_k, top_p) if kw["temperature"] != 1 else None,
-                "top-p drops the token that crosses p; keep it (drop a token only when the "
-                "mass *before* it reaches p)": filtered_probs(base, **kw, top_p_inclusive=True)
-                if top_p else None,
-                "top-k ignored": filtered_probs(base, kw["temperature"], None, top_p)
-                if top_k else None,
-                "top-p ignored": filtered_probs(base, kw["temperature"], top_k, None)
-                if top_p else None,
-                "always returns the most likely token; sample with torch.multinomial":
-                    torch.nn.functional.one_hot(torch.tensor(0), base.numel()).double(),
-                "samples uniformly; draw from softmax(logits / temperature)":
-                    torch.full((base.numel(),), 1 / base.numel(), dtype=torch.float64),
-            }
-            for message, dist in variants.items():
-                if dist is not None and 0.5 * (emp - dist).abs().sum().item() <= TV_TOLERANCE:
-                    raise Mismatch(message, [f"case: {case}"])
-            outside = (want == 0) & (emp > 0)
-            if outside.any():
-                raise Mismatch(f"{case}: sampled tokens that should have been removed "
-                               f"(ids {outside.nonzero().flatten().tolist()})",
-                               [f"case: {case}"])
-            raise Mismatch(f"{case}: the sampled frequencies differ from the reference "
-                           f"distribution (total variation {tv:.3f})", [f"case: {case}"])
+            if tv > TV_TOLERANCE:
+                raise _sampling_mismatch(case, kw, base, emp, want, tv)
+            cases.append(f"{case} (total variation {tv:.3f})")
         return cases
     return run_check("sample_next", body)
+
+
+def _check_greedy(fn: Callable[..., Any]) -> str:
+    logits = randn(4, 10, seed=7, scale=2.0)
+    got = as_tensor(call(fn, logits.clone(), 0.0), "sample_next")
+    if got.shape != (4,) or not torch.equal(got.long(), logits.argmax(-1)):
+        raise Mismatch("temperature 0 must be greedy: return logits.argmax(-1), one id per "
+                       "row, without sampling", ["case: temperature 0"])
+    if got.dtype != torch.long:
+        raise Mismatch(f"return int64 token ids, got {got.dtype}")
+    return "temperature 0 is greedy"
+
+
+def _sampling_mismatch(case: str, kw: dict, base: torch.Tensor, emp: torch.Tensor,
+                       want: torch.Tensor, tv: float) -> Mismatch:
+    """The mistake whose distribution the sampled frequencies ``emp`` match, named."""
+    for message, dist in _sampling_mistakes(kw, base).items():
+        if dist is not None and 0.5 * (emp - dist).abs().sum().item() <= TV_TOLERANCE:
+            return Mismatch(message, [f"case: {case}"])
+    outside = (want == 0) & (emp > 0)
+    if outside.any():
+        return Mismatch(f"{case}: sampled tokens that should have been removed "
+                        f"(ids {outside.nonzero().flatten().tolist()})", [f"case: {case}"])
+    return Mismatch(f"{case}: the sampled frequencies differ from the reference "
+                    f"distribution (total variation {tv:.3f})", [f"case: {case}"])
+
+
+def _sampling_mistakes(kw: dict, base: torch.Tensor) -> dict[str, torch.Tensor | None]:
+    """Common sampling mistakes and the distribution each would give (None: not testable
+    in this case)."""
+    top_k, top_p, temperature = kw.get("top_k"), kw.get("top_p"), kw["temperature"]
+    return {
+        "top-k keeps k+1 tokens; keep exactly the k largest":
+            filtered_probs(base, **kw, k_extra=1) if top_k else None,
+        "temperature multiplies the logits instead of dividing them":
+            filtered_probs(base, **kw, multiply=True) if temperature != 1 else None,
+        "temperature ignored: divide the logits by it":
+            filtered_probs(base, 1.0, top_k, top_p) if temperature != 1 else None,
+        "top-p drops the token that crosses p; keep it (drop a token only when the "
+        "mass *before* it reaches p)": filtered_probs(base, **kw, top_p_inclusive=True)
+        if top_p else None,
+        "top-k ignored": filtered_probs(base, temperature, None, top_p) if top_k else None,
+        "top-p ignored": filtered_probs(base, temperature, top_k, None) if top_p else None,
+        "always returns the most likely token; sample with torch.multinomial":
+            torch.nn.functional.one_hot(torch.tensor(0), base.numel()).double(),
+        "samples uniformly; draw from softmax(logits / temperature)":
+            torch.full((base.numel(),), 1 / base.numel(), dtype=torch.float64),
+    }
 
 
 # -- bpe_merge --------------------------------------------------------------------------------
