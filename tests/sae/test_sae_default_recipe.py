@@ -46,10 +46,10 @@ def test_default_recipe_recovers_toy_dictionary(kind: str, d: int, expansion: in
     sae = SAE(d, d * expansion, kind=kind)
     result = train_sae(sae, x * scale, show_progress=False, seed=seed(0))
     assert result.steps == 1000  # the default length for 20k rows
-    # measured over 90 runs: jumprelu 0.963 to 1; relu 0.983 to 1; topk 0.933 to 1
+    # measured over 150 runs: jumprelu 0.963 to 1; relu 0.983 to 1; topk 0.932 to 1
     check(f"sae_recipe.{kind}_mmcs", mmcs(sae.W_dec, features), ">=", 0.9)
     # aligned decoder rows alone could come from an SAE that has stopped firing: it must also
     # reconstruct (the fit is judged on raw activations, through the folded-back scale)
-    # measured over 90 runs: jumprelu 0.804 to 1; relu 0.712 to 0.996; topk 0.91 to 1
+    # measured over 150 runs: jumprelu 0.804 to 1; relu 0.712 to 0.997; topk 0.91 to 1
     check(f"sae_recipe.{kind}_explained_variance", result.evaluation["explained_variance"],
           ">", 0.5)

@@ -85,7 +85,7 @@ def test_train_sae_on_model_streams_through_spilling_buffer(model, tmp_path) -> 
                              log_every=10, show_progress=False, seed=seed(0))
     assert res.n_samples == 2 * 480
     assert sae.cfg.hook_name == HOOK
-    # measured over 18 runs: 0.38 to 0.45
+    # measured over 30 runs: 0.38 to 0.554
     check("sae_training.streamed_mse_last_over_first",
           res.history["mse"][-1] / res.history["mse"][0], "<", 1.0)
     assert list(tmp_path.iterdir()) == []  # spill folder cleaned up

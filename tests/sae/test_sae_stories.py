@@ -56,15 +56,15 @@ def test_sae_on_stories_mlp_out_meets_acceptance(
                             batch_size=256, lr=3e-3, token_batches=16, seed=seed(0),
                             **options)
     # zero-ablating the MLP must hurt, or "recovered" means nothing
-    # measured over 36 runs: 1.25 to 1.6
+    # measured over 60 runs: 1.25 to 1.6
     check("sae_stories.zero_ablation_harm", m["ce_zero_ablation"] - m["ce_clean"], ">", 0.5)
-    # measured over 18 runs: relu 0.889 to 0.923; topk 0.963 to 0.969
+    # measured over 30 runs: relu 0.863 to 0.923; topk 0.963 to 0.969
     check(f"sae_stories.{kind}_ce_loss_recovered", m["ce_loss_recovered"], ">=", 0.8)
-    # measured over 18 runs: relu 15.4 to 17.3; topk 8 to 8
+    # measured over 30 runs: relu 14.7 to 17.3; topk 8 to 8
     check(f"sae_stories.{kind}_l0", m["l0"], "<=", 30)
-    # measured over 18 runs: relu 0 to 0.0391; topk 0.0156 to 0.0703
+    # measured over 30 runs: relu 0 to 0.0391; topk 0.0156 to 0.0703
     check(f"sae_stories.{kind}_dead_fraction", m["dead_fraction"], "<=", 0.10)
-    # measured over 18 runs: relu 0.87 to 0.872; topk 0.949 to 0.951
+    # measured over 30 runs: relu 0.858 to 0.872; topk 0.949 to 0.955
     check(f"sae_stories.{kind}_explained_variance", m["explained_variance"], ">=", 0.8)
 
 

@@ -22,7 +22,7 @@ def test_train_sae_on_tensor_reduces_loss_and_logs() -> None:
                     l1_coefficient=1e-3, log_every=20, show_progress=False, seed=seed(0))
     h = res.history
     assert h["step"] == [20.0, 40.0, 60.0] and res.steps == 60 and res.n_samples == 60 * 64
-    # measured over 18 runs: 0.0671 to 0.0717
+    # measured over 30 runs: 0.0671 to 0.0866
     check("sae_training.mse_last_over_first", h["mse"][-1] / h["mse"][0], "<", 1.0)
     assert {"loss", "mse", "l1", "l0_norm", "explained_variance", "dead_fraction", "lr"} <= set(h)
     assert not sae.training
@@ -115,7 +115,7 @@ def test_resampling_revives_dead_features() -> None:
     assert res.resampled[0][1] >= 16
     fired = (sae.encode(x) != 0).sum(0) > 0
     # most of the killed features fire again
-    # measured over 18 runs: 16 to 16
+    # measured over 30 runs: 16 to 16
     check("sae_training.revived_of_16_tensor", fired[:16].sum(), ">=", 12)
 
     # same with an iterable of batches (the pool comes from recent batches)
@@ -126,7 +126,7 @@ def test_resampling_revives_dead_features() -> None:
     res = train_sae(sae, list(x.split(128)), epochs=5, resample_dead_every=8,
                     resample_pool_size=256, init_b_dec=None, show_progress=False, seed=seed(0))
     assert res.resampled and res.resampled[0][1] >= 16
-    # measured over 18 runs: 16 to 16
+    # measured over 30 runs: 16 to 16
     check("sae_training.revived_of_16_batches", ((sae.encode(x) != 0).sum(0) > 0)[:16].sum(),
           ">=", 12)
 
@@ -231,7 +231,7 @@ def test_target_l0_tunes_the_sparsity_coefficient(kind: str) -> None:
     name = type(sae).sparsity_coefficient
     assert result.coefficients[name] != type(sae).coefficient_defaults[name]
     assert name in result.history
-    # measured over 18 runs: jumprelu 3.91 to 3.98; relu 4.8 to 4.94
+    # measured over 30 runs: jumprelu 3.91 to 4.04; relu 4.8 to 5.09
     check(f"sae_training.{kind}_target_l0_reached", result.evaluation["l0"], "<", 7.5)
-    # measured over 18 runs: jumprelu 3.91 to 3.98; relu 4.8 to 4.94
+    # measured over 30 runs: jumprelu 3.91 to 4.04; relu 4.8 to 5.09
     check(f"sae_training.{kind}_target_l0_not_undershot", result.evaluation["l0"], ">", 3.0)
