@@ -112,3 +112,14 @@ def test_sae_train_cli_passes_each_kinds_coefficient(
                    "--out", str(tmp_path / kind)])
         assert rc == 0 and load_sae(tmp_path / kind).cfg.kind == kind
         assert seen[-1][key] == float(value) and seen[-1]["batch_size"] == 64
+
+
+def test_sae_train_cli_names_a_coefficient_the_kind_lacks(
+    stories_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = main(["sae", "train", str(stories_run), "--hook", HOOK, "--kind", "jumprelu",
+               "--l1", "0.5", "--steps", "2", "--out", str(tmp_path / "sae")])
+    assert rc != 0
+    assert "l1_coefficient does not apply to a 'jumprelu' SAE; its coefficients: " \
+        "l0_coefficient" in capsys.readouterr().err
+    assert not (tmp_path / "sae").exists()

@@ -18,11 +18,10 @@ def _train(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     model = open_for("sae train", args.run)
+    # Only the flags given: the SAE kind rejects a coefficient it does not have, by name.
     given = {"l1_coefficient": args.l1, "l0_coefficient": args.l0, "lr": args.lr,
              "target_l0": args.target_l0}
-    extra = {"relu": ("l1_coefficient",), "topk": (), "jumprelu": ("l0_coefficient",)}
-    options = {k: v for k, v in given.items() if v is not None
-               and (k in extra[args.kind] or not k.endswith("_coefficient"))}
+    options = {k: v for k, v in given.items() if v is not None}
     if args.kind == "topk":
         options["k"] = args.k
     sae, metrics = train_sae_on_run(args.run, args.hook, kind=args.kind,

@@ -61,10 +61,6 @@ class Batches:
         """Whether a second pass is possible (not a one-shot iterator)."""
         return self.tensor is not None or iter(self.iterable) is not self.iterable  # type: ignore[arg-type]
 
-    def rows(self) -> int | None:
-        """Activation vectors in one pass, when known (a tensor)."""
-        return len(self.tensor) if self.tensor is not None else None
-
     def steps_per_epoch(self) -> int | None:
         if self.tensor is not None:
             return math.ceil(len(self.tensor) / self.batch_size)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,7 @@ import torch
 
 from gptscope.sae.base import SAE
 from gptscope.sae.metrics import ce_loss_recovered, evaluate_sae
-from gptscope.sae.train_config import SAETrainConfig
+from gptscope.sae.train_config import split_training_options
 from gptscope.sae.training import train_sae_on_model
 from gptscope.train.runs import run_token_batches
 
@@ -39,9 +38,7 @@ def train_sae_on_run(
     batches = run_token_batches(run, model, token_batches + 8, seed=seed)
     train_batches, held_out = batches[:token_batches], torch.cat(batches[token_batches:])
     d_in = model.activations(held_out[:1], hook_name)[hook_name].shape[-1]
-    trainable = {f.name for f in dataclasses.fields(SAETrainConfig)}
-    train_kw = {k: options.pop(k) for k in list(options)
-                if k in trainable or k.endswith("_coefficient")}
+    train_kw, options = split_training_options(options)
     train_kw.setdefault("steps", 2000)
     # Seeded here, not from whatever the global RNG holds, so the result is the same
     # whichever code ran before.

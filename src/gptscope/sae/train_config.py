@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 from gptscope.utils.fields import JSONConfig, checked, validate_fields
 
@@ -62,3 +64,11 @@ class SAETrainConfig(JSONConfig):
                 f"give steps or epochs, not both (got steps={self.steps}, "
                 f"epochs={self.epochs}); leave both out to pick a length from the data size"
             )
+
+
+def split_training_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(training, other)``: the options that are :class:`SAETrainConfig` fields or loss
+    coefficients (any ``*_coefficient``, which the SAE kind then validates), and the rest."""
+    fields = {f.name for f in dataclasses.fields(SAETrainConfig)}
+    training = {k: v for k, v in options.items() if k in fields or k.endswith("_coefficient")}
+    return training, {k: v for k, v in options.items() if k not in training}

@@ -26,7 +26,7 @@ from gptscope.sae.batches import Batches, make_generator
 from gptscope.sae.buffer import ActivationBuffer
 from gptscope.sae.metrics import evaluate_sae
 from gptscope.sae.resample import RecentRows, resample_dead_features
-from gptscope.sae.train_config import SAETrainConfig
+from gptscope.sae.train_config import SAETrainConfig, split_training_options
 from gptscope.train.schedule import scheduled_lr
 from gptscope.utils.progress import progress
 
@@ -341,17 +341,16 @@ def _config(overrides: dict[str, Any], sae: SAE) -> SAETrainConfig:
     base = overrides.pop("cfg", None) or SAETrainConfig()
     if not isinstance(base, SAETrainConfig):
         raise ValueError(f"cfg must be an SAETrainConfig, got {type(base).__name__}")
-    fields = {f.name for f in dataclasses.fields(SAETrainConfig)}
-    coefficients = dict(overrides.pop("coefficients", base.coefficients))
-    for name in [k for k in overrides if k not in fields]:
-        if name.endswith("_coefficient"):
-            coefficients[name] = overrides.pop(name)
-    unknown = sorted(set(overrides) - fields)
+    training, unknown = split_training_options(overrides)
     if unknown:
-        raise ValueError(f"unknown train_sae option(s) {unknown}; options are the fields of "
-                         f"SAETrainConfig ({', '.join(sorted(fields))}) and the SAE kind's "
+        fields = sorted(f.name for f in dataclasses.fields(SAETrainConfig))
+        raise ValueError(f"unknown train_sae option(s) {sorted(unknown)}; options are the "
+                         f"fields of SAETrainConfig ({', '.join(fields)}) and the SAE kind's "
                          f"coefficients ({', '.join(type(sae).coefficient_defaults) or 'none'})")
-    return dataclasses.replace(base, coefficients=coefficients, **overrides)
+    coefficients = dict(training.pop("coefficients", base.coefficients))
+    coefficients.update({k: training.pop(k) for k in list(training)
+                         if k.endswith("_coefficient")})
+    return dataclasses.replace(base, coefficients=coefficients, **training)
 
 
 def train_sae(
