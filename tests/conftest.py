@@ -31,10 +31,11 @@ if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
         tempfile.gettempdir(), f"torchinductor_{os.environ.get('USER', 'user')}_{_capability}")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def chromium() -> str:
     """Headless Chromium for the browser tests: skipped locally when missing, but a failure
-    when $CI is set, so CI can never pass by skipping them."""
+    when $CI is set, so CI can never pass by skipping them. Session-scoped so a module can
+    start one browser for all its tests."""
     from gptscope.viz.browser import find_chromium
 
     exe = find_chromium()

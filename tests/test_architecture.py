@@ -19,7 +19,7 @@ LAYERS = {
     "data": 3,
     "train": 4,
     "interp": 5, "steering": 5, "sae": 5,
-    "viz": 6, "report": 6,
+    "viz": 6, "report": 6, "align": 6,
     "course": 7,
     "cli": 8, "__main__": 8, "__init__": 8,
 }

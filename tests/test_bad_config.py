@@ -62,7 +62,7 @@ MODEL_FIELDS = [
 ]
 
 TRAIN_FIELDS = [
-    ("lr", "1e-3"), ("lr", 0), ("lr", NAN),
+    ("lr", "1e-3"), ("lr", -1e-3), ("lr", NAN),
     ("min_lr", -1.0), ("min_lr", INF), ("min_lr", 1.0),
     ("schedule", "cosinus"), ("schedule", None),
     ("warmup_steps", 10.0), ("warmup_steps", -1),

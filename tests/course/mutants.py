@@ -30,6 +30,8 @@ from gptscope.course.solutions import (
 from gptscope.model import functional as gf
 from gptscope.steering import SteeringVector
 
+from .mutants_assistant import MUTANTS as ASSISTANT_MUTANTS
+
 # -- lesson 1
 
 
@@ -686,3 +688,4 @@ MORE = {
 }
 for _exercise, _items in MORE.items():
     MUTANTS[_exercise] += _items
+MUTANTS.update(ASSISTANT_MUTANTS)  # lesson 13b's, kept in their own file

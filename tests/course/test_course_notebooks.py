@@ -1,6 +1,6 @@
 """The lesson notebooks: valid nbformat 4, and they run offline on CPU.
 
-Executing 15 notebooks in 15 kernels costs a kernel start each; the notebooks are
+Executing 16 notebooks in 16 kernels costs a kernel start each; the notebooks are
 self-contained (imports in their first code cell), so the solved ones are run back to back
 in one kernel, and one unsolved notebook runs alone to show "not implemented".
 """

@@ -102,12 +102,17 @@ class _Builder:
 
 
 def _sentiment_sentence(
-    b: _Builder, rng: random.Random, names: list[str], sentiment: str, plural: bool
+    b: _Builder, rng: random.Random, names: list[str], sentiment: str, plural: bool,
+    subject: list[str] | None = None,
 ) -> None:
+    """One sentiment sentence; ``subject`` (e.g. ["the", "dogs"]) fixes its subject words,
+    which must agree with ``plural``, instead of drawing them."""
     start = b.sentence_start()
     number = "plural" if plural else "singular"
     k = 1 if plural else 0
-    if plural:
+    if subject is not None:
+        pass
+    elif plural:
         subject = ["the", rng.choice(ANIMALS) + "s"]
     elif rng.random() < 0.5:
         subject = [rng.choice(names)]
@@ -269,3 +274,15 @@ def classify_sentiment(text: str) -> float:
     pos = sum(w in POSITIVE_WORDS for w in words)
     neg = sum(w in NEGATIVE_WORDS for w in words)
     return 0.5 if pos + neg == 0 else pos / (pos + neg)
+
+
+def sentiment_sentence(subject: str, sentiment: str, rng: random.Random) -> str:
+    """One sentence of the corpus about ``subject`` ("mary", "the dog", "the dogs") with
+    ``sentiment``; the verb agrees with the subject (plural when it is "the <animal>s")."""
+    if sentiment not in SENTIMENTS:
+        raise ValueError(f"sentiment must be one of {SENTIMENTS}, got {sentiment!r}")
+    words = subject.split()
+    plural = len(words) == 2 and words[1].endswith("s") and words[1][:-1] in ANIMALS
+    b = _Builder()
+    _sentiment_sentence(b, rng, [], sentiment, plural, subject=words)
+    return b.text

@@ -258,7 +258,7 @@ class Transformer(HookedModule):
                              positions, past)
             if stop_at_layer is not None:
                 return x
-            x = self._final_norm(x)
+            x = self.final_norm(x)
             if return_type is None:  # ln_final's hooks have run, as in TransformerLens
                 return None
             logits = self.unembed(x)
@@ -281,7 +281,7 @@ class Transformer(HookedModule):
             past.length += x.shape[1]
         return x
 
-    def _final_norm(self, x: Tensor) -> Tensor:
+    def final_norm(self, x: Tensor) -> Tensor:
         """The final residual stream [batch, pos, d_model] as the unembedding reads it: after
         ln_final (and BERT's MLM head)."""
         if self.ln_final is not None:
@@ -293,7 +293,7 @@ class Transformer(HookedModule):
     def resid_to_logits(self, resid: Tensor) -> Tensor:
         """The final residual stream [batch, pos, d_model] -> logits [batch, pos, d_vocab]:
         ln_final (and BERT's MLM head), then the unembedding."""
-        return self.unembed(self._final_norm(resid))
+        return self.unembed(self.final_norm(resid))
 
     def activations(self, tokens: Any, names: NameFilter, device: str | torch.device | None
                     = None, **forward_kwargs: Any) -> dict[str, Tensor]:

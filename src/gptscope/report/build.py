@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from gptscope.report import sections
+from gptscope.report import alignment, sections
 from gptscope.viz import Report
 
 
@@ -47,6 +47,8 @@ def build_report(run: str | Path | Any, title: str | None = None) -> Report:
             report.add_heading("Training")
             sections.add_loss_curves(report, records, "loss")
             sections.add_accuracy_curves(report, records, "accuracy")
+        # A tuned run (init_from set) is compared with its base, on the same inputs.
+        alignment.add_tuning_section(report, run, model)
     if c.n_layers == 0:
         return report
     tokens = sample_tokens(model)

@@ -70,6 +70,20 @@ class Tokenizer(ABC):
                 return self.special_tokens[name]
         return None
 
+    def with_special_tokens(self, tokens: Sequence[str]) -> Tokenizer:
+        """A copy that also has ``tokens`` as special tokens, with the next free ids; the
+        ones it already has keep theirs. Every existing id keeps its meaning, so a model
+        trained with this tokenizer only needs rows for the new ids (chat role markers)."""
+        new = [t for t in dict.fromkeys(tokens) if t not in self.special_tokens]
+        if not new:
+            return self
+        check_special_tokens({t: i for i, t in enumerate(new)})
+        return self._add_specials({t: self.vocab_size + i for i, t in enumerate(new)})
+
+    def _add_specials(self, ids: dict[str, int]) -> Tokenizer:
+        raise ValueError(f"a {type(self).__name__} cannot take new special tokens; use a "
+                         "char or BPE tokenizer")
+
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write ``tokenizer.json`` atomically and return its path.
 

@@ -409,6 +409,11 @@ class BPETokenizer(Tokenizer):
 
     # ------------------------------------------------------------ files
 
+    def _add_specials(self, ids: dict[str, int]) -> BPETokenizer:
+        return BPETokenizer(self.vocab, self.merges, {**self.special_tokens, **ids},
+                            self.pattern, self.eos_token, self.add_prefix_space,
+                            self.ignore_merges)
+
     def to_dict(self) -> dict[str, Any]:
         """Hugging Face ``tokenizers`` JSON (model BPE, ByteLevel pre-tokenizer/decoder)."""
         byte_level: dict[str, Any] = {

@@ -110,6 +110,10 @@ class CharTokenizer(Tokenizer):
             out.append(itos[i])
         return "".join(out)
 
+    def _add_specials(self, ids: dict[str, int]) -> CharTokenizer:
+        # Specials take ids after the characters in order, so appending keeps every id.
+        return CharTokenizer(self.chars, [*self.special_tokens, *ids], self.eos_token)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "type": "char",

@@ -19,13 +19,18 @@ CORPORA = ("shakespeare", "stories")
 
 @dataclass
 class DataSpec:
-    """What to train on: a synthetic task, a text file, or a bundled corpus.
+    """What to train on: a synthetic task, a text file, a bundled corpus, or chat turns.
 
     Exactly one of ``task`` (a name from ``gptscope.data.TASKS`` plus ``task_kwargs``),
-    ``text`` (a UTF-8 file path) or ``corpus`` ("shakespeare" or "stories").
-    Text is tokenized with a tokenizer trained on it: ``tokenizer`` "char" or "bpe"
-    (``bpe_vocab_size`` ids). ``full_batch`` trains a task on its whole train split each
-    step (modular addition, as in the grokking papers).
+    ``text`` (a UTF-8 file path), ``corpus`` ("shakespeare" or "stories") or ``chat``
+    (a JSONL file of prompt/response pairs, or "stories-instructions": ``n_instructions``
+    generated from the stories grammar; see ``gptscope.data.chat``). Text is tokenized with
+    a tokenizer trained on it: ``tokenizer`` "char" or "bpe" (``bpe_vocab_size`` ids),
+    unless the run starts from another run's weights (``TrainConfig.init_from``), whose
+    tokenizer it keeps. Chat data always keeps the base run's tokenizer (plus the role
+    tokens) and scores response tokens only; ``packing`` puts several turns in one row.
+    ``full_batch`` trains a task on its whole train split each step (modular addition, as
+    in the grokking papers).
     """
 
     task: str | None = None
@@ -37,15 +42,18 @@ class DataSpec:
                                                     "plus at least one merge")
     val_fraction: float = checked(0.1, gt=0, lt=1)
     n_stories: int = checked(3000, ge=1)  # corpus="stories": how many generated stories
+    chat: str | None = None
+    n_instructions: int = checked(4000, ge=2)  # chat="stories-instructions": how many
+    packing: bool = True
     full_batch: bool = False
 
     def __post_init__(self) -> None:
         validate_fields(self)
-        given = [k for k in ("task", "text", "corpus") if getattr(self, k) is not None]
+        given = [k for k in ("task", "text", "corpus", "chat") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(
-                f"data needs exactly one of task, text or corpus; got {given or 'none'}. "
-                "Pass e.g. --task reverse, --data input.txt or --corpus shakespeare"
+                f"data needs exactly one of task, text, corpus or chat; got {given or 'none'}."
+                " Pass e.g. --task reverse, --data input.txt or --corpus shakespeare"
             )
         if self.full_batch and self.task is None:
             raise ValueError("full_batch needs a task (text corpora are sampled in windows)")
@@ -72,7 +80,9 @@ class TrainConfig(JSONConfig):
     """
 
     data: DataSpec = field(default_factory=lambda: DataSpec(task="reverse"))
-    lr: float = checked(1e-3, gt=0)
+    # A run folder whose weights, model and tokenizer this run starts from (fine-tuning).
+    init_from: str | None = None
+    lr: float = checked(1e-3, ge=0, hint="0 leaves the weights as they are (a dry run)")
     min_lr: float | None = checked(None, ge=0)
     schedule: str = checked("cosine", choices=SCHEDULES)
     warmup_steps: int = checked(100, ge=0)

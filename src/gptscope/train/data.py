@@ -4,6 +4,18 @@ A batch is ``(inputs, targets, mask)``, each ``[batch, pos]``: the logits at pos
 (computed from ``inputs``) are scored against ``targets[:, t]`` where ``mask[:, t]`` is
 True. For tasks the mask is the task's loss mask (only answer tokens count); for text it
 is all True (ordinary next-token loss).
+
+What the trainer asks of a data object: ``vocab_size``, ``seq_len``, ``tokenizer``,
+``train_batch(n, generator)`` (a tuple of tensors whose first dimension is the example)
+and ``eval_sets``. A data object may also say how it is trained on, which is how the
+alignment trainers (reward models, DPO, PPO) reuse this trainer's loop, checkpoints,
+resume, metrics and progress bar: ``bind(model)`` returns the module to train (say, the
+model with a reward head); ``count(batch)`` the number the summed loss is divided by;
+``loss_sum(net, micro_batch, autocast)`` the summed loss of a micro-batch; ``evaluate(model)``
+its evaluation record; ``start(step)`` is told where training starts (0, or the step
+resumed from); ``metrics()`` extra numbers for each logged step; ``after_step(model,
+step)`` True to stop early (after a checkpoint); ``save_model(model, folder, step=)`` the
+final save.
 """
 
 from __future__ import annotations
@@ -89,6 +101,64 @@ class TextData:
         return {"val": (x, y, torch.ones_like(x, dtype=torch.bool))}
 
 
+@dataclass
+class ChatData:
+    """Chat turns packed into rows (``gptscope.data.chat.pack``): random training rows,
+    the first validation rows for evaluation. Only response tokens are scored."""
+
+    train: Batch
+    val: Batch
+    tokenizer: Any
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.vocab_size
+
+    @property
+    def seq_len(self) -> int:
+        return self.train[0].shape[1]
+
+    def train_batch(self, n: int, generator: torch.Generator) -> Batch:
+        rows = torch.randint(len(self.train[0]), (n,), generator=generator)
+        return tuple(t[rows] for t in self.train)  # type: ignore[return-value]
+
+    def eval_sets(self, n: int, generator: torch.Generator) -> dict[str, Batch]:
+        return {"val": tuple(t[:n] for t in self.val)}  # type: ignore[dict-item]
+
+
+STORIES_INSTRUCTIONS = "stories-instructions"
+
+
+def chat_pairs(spec: DataSpec) -> list[tuple[str, str]]:
+    """The (prompt, response) pairs of ``spec.chat``."""
+    if spec.chat == STORIES_INSTRUCTIONS:
+        from gptscope.data.instructions import generate_instructions
+
+        return [(i.prompt, i.response) for i in generate_instructions(spec.n_instructions)]
+    from gptscope.data.chat import read_pairs
+
+    return read_pairs(spec.chat)
+
+
+def build_chat_data(spec: DataSpec, n_ctx: int, tokenizer: Any) -> ChatData:
+    """Split the pairs (the last ``val_fraction`` for validation), encode, pack."""
+    from gptscope.data.chat import END, chat_tokenizer, encode_pair, pack
+
+    if tokenizer is None:
+        raise ValueError("chat data is tokenized with the base model's tokenizer: start the "
+                         "run from one (--init-from RUN, a run folder with tokenizer.json)")
+    tokenizer = chat_tokenizer(tokenizer)
+    pairs = chat_pairs(spec)
+    n_val = max(1, round(len(pairs) * spec.val_fraction))
+    if n_val >= len(pairs):
+        raise ValueError(f"{len(pairs)} chat pairs leave none for training after "
+                         f"val_fraction={spec.val_fraction}; add pairs or lower it")
+    encoded = [encode_pair(tokenizer, p, r) for p, r in pairs]
+    pad = tokenizer.special_tokens[END]
+    return ChatData(pack(encoded[:-n_val], n_ctx, pad, spec.packing),
+                    pack(encoded[-n_val:], n_ctx, pad, spec.packing), tokenizer)
+
+
 def corpus_text(spec: DataSpec) -> str:
     """The raw text of ``spec.text`` (a file) or ``spec.corpus`` (bundled)."""
     if spec.text is not None:
@@ -106,7 +176,7 @@ def corpus_text(spec: DataSpec) -> str:
 
 
 def build_data(spec: DataSpec, model_cfg: ModelConfig, tokenizer: Any = None) -> Any:
-    """Make the `TaskData` or `TextData` for ``spec``.
+    """Make the `TaskData`, `TextData` or `ChatData` for ``spec``.
 
     ``tokenizer``: reuse this one (a resumed run's ``tokenizer.json``) instead of training a
     new one, so the ids cannot change under a checkpoint.
@@ -118,6 +188,8 @@ def build_data(spec: DataSpec, model_cfg: ModelConfig, tokenizer: Any = None) ->
         if spec.full_batch and not hasattr(task, "full_dataset"):
             raise ValueError(f"task {spec.task!r} has no finite dataset; drop full_batch")
         return TaskData(task, spec.full_batch)
+    if spec.chat is not None:
+        return build_chat_data(spec, model_cfg.n_ctx, tokenizer)
     from gptscope.data import TokenFile
 
     text = corpus_text(spec)

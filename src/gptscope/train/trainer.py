@@ -41,6 +41,7 @@ from gptscope.train.checkpoint import (
 from gptscope.train.config import TrainConfig
 from gptscope.train.data import Batch, build_data, fit_model_config
 from gptscope.train.evaluate import evaluate, scored_loss_sum
+from gptscope.train.init import base_config, load_base_weights, open_base
 from gptscope.train.mfu import flops_per_token, peak_flops
 from gptscope.train.optim import make_optimizer
 from gptscope.train.runs import METRICS, read_metrics
@@ -131,18 +132,24 @@ class Trainer:
     ``close``). A fresh run needs an empty or new ``out_dir``; ``overwrite=True`` replaces
     the run there. ``resume=True`` continues the run in ``out_dir`` from its newest valid
     checkpoint (a fresh start when there is none), refusing settings that would change it.
-    Launched by torchrun, it trains data-parallel.
+    Launched by torchrun, it trains data-parallel. With ``train_cfg.init_from`` (a run
+    folder) the model starts from that run's weights, shape and tokenizer (fine-tuning);
+    ``model_cfg`` may then be None. ``data`` replaces ``build_data(train_cfg.data)`` with
+    an object of the same protocol that may also define how it is trained on (the hooks
+    of ``gptscope.train.data``'s docstring); the alignment trainers use it.
     """
 
     def __init__(
         self,
-        model_cfg: ModelConfig,
+        model_cfg: ModelConfig | None,
         train_cfg: TrainConfig,
         out_dir: str | Path,
         resume: bool = False,
         overwrite: bool = False,
+        data: Any = None,
     ) -> None:
         self.cfg = train_cfg
+        self._given_data = data
         self.out_dir = Path(out_dir)
         self.device = resolve_device(train_cfg.device)
         if train_cfg.threads is not None:
@@ -187,15 +194,22 @@ class Trainer:
             raise error if error is not None else ValueError(
                 f"the main process refused {self.out_dir}; its error message says why")
 
-    def _build(self, model_cfg: ModelConfig, resume: bool) -> None:
+    def _build(self, model_cfg: ModelConfig | None, resume: bool) -> None:
         """Data, model, optimizer and loggers; restore the newest checkpoint on resume."""
         train_cfg = self.cfg
-        tokenizer = None
+        tokenizer = base = None
+        if train_cfg.init_from is not None:
+            base = open_base(train_cfg.init_from)
+            model_cfg, tokenizer = base_config(model_cfg, base.cfg), base.tokenizer
+        elif model_cfg is None:
+            raise ValueError("Trainer needs a model config, or TrainConfig.init_from (a run "
+                             "to fine-tune)")
         if resume and (self.out_dir / "tokenizer.json").exists():
             from gptscope.tokenizers import load_tokenizer
 
             tokenizer = load_tokenizer(self.out_dir / "tokenizer.json")
-        self.data = build_data(train_cfg.data, model_cfg, tokenizer)
+        self.data = self._given_data if self._given_data is not None else \
+            build_data(train_cfg.data, model_cfg, tokenizer)
         self.model_cfg = fit_model_config(model_cfg, self.data)
         if resume:
             self._on_main(lambda: run_folder.check_same_model(self.out_dir, self.model_cfg))
@@ -204,7 +218,11 @@ class Trainer:
         # Dropout masks differ per rank (seed + rank) as in nanoGPT.
         self._seed_all(train_cfg.seed)
         self.model = Transformer(self.model_cfg).to(self.device)
+        if base is not None:
+            load_base_weights(self.model, base)
         self.model.tokenizer = self.data.tokenizer
+        if hasattr(self.data, "bind"):
+            self.model = self.data.bind(self.model)
         self.optimizer = make_optimizer(self.model, train_cfg)
         self.data_gen = torch.Generator().manual_seed(train_cfg.seed)
         self._seed_all(train_cfg.seed + self.dist.rank)
@@ -265,39 +283,48 @@ class Trainer:
         n = self.cfg.global_batch
         if getattr(self.data, "full_batch", False):
             n = self.data.full_batch_size()
-        inputs, targets, mask = self.data.train_batch(n, self.data_gen)
-        if len(inputs) % self.dist.world_size:
-            raise ValueError(f"{len(inputs)} training examples do not split evenly over "
+        batch = self.data.train_batch(n, self.data_gen)
+        if len(batch[0]) % self.dist.world_size:
+            raise ValueError(f"{len(batch[0])} training examples do not split evenly over "
                              f"{self.dist.world_size} processes")
-        return inputs, targets, mask
+        return batch
+
+    def _loss_sum(self, micro: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The summed loss of one micro-batch: next-token cross-entropy at the scored
+        positions, unless the data says how it is trained on (``loss_sum``)."""
+        if hasattr(self.data, "loss_sum"):
+            return self.data.loss_sum(self.net, micro, self._autocast)
+        x, y, m = micro
+        with self._autocast():
+            logits = self.net(x)
+        return scored_loss_sum(logits, y, m)
 
     def train_step(self) -> tuple[float, float, int]:
         """One optimizer step; returns (mean loss, grad norm, tokens in the global batch)."""
         lr = lr_at(self.step, self.cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        inputs, targets, mask = self._global_batch()
-        n_scored = int(mask.sum())
-        share = len(inputs) // self.dist.world_size
+        batch = self._global_batch()
+        count = getattr(self.data, "count", None)
+        n_scored = count(batch) if count is not None else int(batch[-1].sum())
+        share = len(batch[0]) // self.dist.world_size
         lo = self.dist.rank * share
         rows = slice(lo, lo + share)
-        local = [t[rows] for t in (inputs, targets, mask)]
+        local = [t[rows] for t in batch]
         n_micro = max(1, math.ceil(share / self.cfg.batch_size))
         chunks = list(zip(*(t.tensor_split(n_micro) for t in local), strict=True))
         # DDP averages gradients over ranks; multiply by world so the sum is the global mean.
         scale = self.dist.world_size / max(n_scored, 1)
         self.model.train()
         total = torch.zeros((), device=self.device)
-        for i, (x, y, m) in enumerate(chunks):
+        for i, micro in enumerate(chunks):
             last = i == len(chunks) - 1
             sync = contextlib.nullcontext()
             if self.dist.enabled and not last:
                 sync = self.net.no_sync()  # all-reduce gradients once, after the last micro
-            x, y, m = (t.to(self.device, non_blocking=True) for t in (x, y, m))
+            micro = tuple(t.to(self.device, non_blocking=True) for t in micro)
             with sync:
-                with self._autocast():
-                    logits = self.net(x)
-                loss_sum = scored_loss_sum(logits, y, m)
+                loss_sum = self._loss_sum(micro)
                 (loss_sum * scale).backward()
             total += loss_sum.detach()
         distributed.all_reduce_sum(total)
@@ -313,7 +340,7 @@ class Trainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        return loss, norm, int(inputs.numel())
+        return loss, norm, int(batch[0].numel())
 
     def _diverged_message(self, loss: float) -> str:
         kept = list_checkpoints(self.out_dir)
@@ -327,7 +354,9 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Validation loss (+ the task's metric on test and train examples); see
-        ``gptscope.train.evaluate.evaluate``."""
+        ``gptscope.train.evaluate.evaluate``. Data with its own ``evaluate`` scores itself."""
+        if hasattr(self.data, "evaluate"):
+            return self.data.evaluate(self.model)
         return evaluate(self.model, self.data, self.cfg, self._autocast)
 
     # -- the loop --------------------------------------------------------------------------
@@ -355,6 +384,8 @@ class Trainer:
             mfu = tps * self.flops_per_token / (self._peak_flops() * self.dist.world_size)
             record.update(loss=loss, lr=lr_at(s - 1, cfg), grad_norm=norm,
                           tokens_per_s=tps, mfu=mfu, tokens=self.tokens_seen)
+            if hasattr(self.data, "metrics"):
+                record.update(self.data.metrics())
             self._window = [0, 0.0]
             bar.update(0, loss=f"{loss:.4f}", tok_s=f"{tps:,.0f}", mfu=f"{mfu:.1%}")
         evaluation = None
@@ -369,6 +400,24 @@ class Trainer:
             self._checkpoint()
         return evaluation
 
+    def _data_says_stop(self) -> bool:
+        """The data's ``after_step`` may end the run early (PPO at its KL budget, which may
+        also set the weights the run ends with); the step is checkpointed and the saved
+        config's max_steps becomes it, so the run reads as finished."""
+        hook = getattr(self.data, "after_step", None)
+        if hook is None or not hook(self.model, self.step):
+            return False
+        ckpt = self.cfg.checkpoint_every
+        if not ((ckpt and self.step % ckpt == 0) or self.step == self.cfg.max_steps):
+            self._checkpoint()  # not already written by _after_step
+        self.loggers.log({"step": self.step, "event": "stopped early by the data",
+                          "reason": getattr(self.data, "stop_reason", "")})
+        # The run ends here: its config says so, so its weights read as finished.
+        self.cfg = self.cfg.replace(max_steps=self.step)
+        if self.is_main:
+            write_text(self.out_dir / "train_config.json", self.cfg.to_json() + "\n")
+        return True
+
     def fit(self) -> TrainResult:
         """Train to ``max_steps``; save checkpoints, metrics and the final model (with its
         step), then release the run folder."""
@@ -380,6 +429,8 @@ class Trainer:
                        disable=not (self.is_main and self.cfg.progress))
         last_eval: dict[str, float] = {}
         self._window: list[float] = [0, 0.0]  # tokens and seconds since the last log line
+        if hasattr(self.data, "start"):
+            self.data.start(self.step)
         try:
             while self.step < self.cfg.max_steps:
                 t0 = time.perf_counter()
@@ -387,8 +438,11 @@ class Trainer:
                 evaluation = self._after_step(loss, norm, tokens, time.perf_counter() - t0, bar)
                 last_eval = evaluation if evaluation is not None else last_eval
                 bar.update(1)
+                if self._data_says_stop():
+                    break
             if self.is_main:
-                save(self.model, self.out_dir, step=self.step)
+                getattr(self.data, "save_model", save)(self.model, self.out_dir,
+                                                       step=self.step)
             distributed.barrier()
         except TrainingDiverged:
             if self.is_main:

@@ -1,0 +1,263 @@
+"""Direct preference optimisation (and IPO) from preference pairs, the reference frozen.
+
+DPO needs no reward model and no sampling during training: for each pair (prompt, chosen,
+rejected) it raises the policy's log-ratio to the reference on the chosen completion
+against the rejected one (`dpo_loss`). The reference's log-probs never change, so they are
+computed once, when training starts. Like PPO it is a data object the trainer trains on.
+
+Pairs come from a JSONL file of ``{"prompt", "chosen", "rejected"}`` (a rating page's
+export, see ``gptscope.align.rate``) or are made by ranking the base model's own samples
+with a reward model (`rank_samples`), the setting the issue's DPO-vs-PPO comparison uses.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from gptscope.align.losses import DPO_KINDS, dpo_loss, sequence_logprobs
+from gptscope.align.reward import pad_right
+from gptscope.align.rollout import sequence_token_logprobs
+
+Pair = tuple[str, str, str]  # (prompt, chosen, rejected)
+
+
+def read_preferences(path: str | Path) -> list[Pair]:
+    """The pairs of a JSONL preference file; ValueError naming the line for a bad one."""
+    from gptscope.utils.files import read_text
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"preference file {path} does not exist; write one JSON object "
+                         '{"prompt", "chosen", "rejected"} per line')
+    pairs = []
+    for n, line in enumerate(read_text(path, "preferences are JSON lines").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} line {n} is not JSON ({e.msg}); fix or remove it") from e
+        if not (isinstance(rec, dict) and all(isinstance(rec.get(k), str)
+                                              for k in ("prompt", "chosen", "rejected"))):
+            raise ValueError(f"{path} line {n} needs string fields prompt, chosen and "
+                             f"rejected, got {line[:80]!r}")
+        pairs.append((rec["prompt"], rec["chosen"], rec["rejected"]))
+    if not pairs:
+        raise ValueError(f"preference file {path} is empty: it holds no pairs; rate some "
+                         "samples (gptscope align rate) or rank them (--reward RM_RUN)")
+    return pairs
+
+
+@dataclass
+class EncodedPairs:
+    """Both sides of every pair: tokens [n, pos] right-padded, masks [n, pos - 1] True
+    where the next token is a completion token, and the reference's sums [n]."""
+
+    chosen: Tensor
+    chosen_mask: Tensor
+    rejected: Tensor
+    rejected_mask: Tensor
+    ref_chosen: Tensor | None = None
+    ref_rejected: Tensor | None = None
+
+
+def _encode_side(tokenizer: Any, prompts: list[str], completions: list[str]
+                 ) -> tuple[Tensor, Tensor]:
+    rows, starts = [], []
+    for p, c in zip(prompts, completions, strict=True):
+        head = tokenizer.encode(p)
+        rows.append(head + tokenizer.encode(c))
+        starts.append(len(head))
+    tokens, lengths = pad_right(rows, 0)
+    pos = torch.arange(tokens.shape[1] - 1)
+    # target t is token t + 1: a completion token when start <= t + 1 < length
+    mask = (pos[None] + 1 >= torch.tensor(starts)[:, None]) & (pos[None] + 1 < lengths[:, None])
+    return tokens, mask
+
+
+def encode_pairs(tokenizer: Any, pairs: list[Pair]) -> EncodedPairs:
+    prompts = [p for p, _, _ in pairs]
+    if any(not tokenizer.encode(p) for p in prompts):
+        raise ValueError("a preference pair has an empty prompt; give each at least one "
+                         "token (for unconditional samples of the stories, '\\n')")
+    chosen, chosen_mask = _encode_side(tokenizer, prompts, [c for _, c, _ in pairs])
+    rejected, rejected_mask = _encode_side(tokenizer, prompts, [r for _, _, r in pairs])
+    return EncodedPairs(chosen, chosen_mask, rejected, rejected_mask)
+
+
+@torch.no_grad()
+def _sums(model: nn.Module, tokens: Tensor, mask: Tensor, size: int = 64) -> Tensor:
+    out = []
+    for i in range(0, len(tokens), size):
+        lp, _ = sequence_token_logprobs(model, tokens[i:i + size].to(model.device))
+        out.append(sequence_logprobs(lp, mask[i:i + size].to(lp.device)).cpu())
+    return torch.cat(out)
+
+
+class DPOData:
+    """Preference pairs as the trainer's data (``gptscope.train.data``'s protocol)."""
+
+    def __init__(self, pairs: list[Pair], reference: nn.Module, beta: float = 0.1,
+                 kind: str = "sigmoid", val_fraction: float = 0.1,
+                 evaluate_samples: Any = None, sft_weight: float = 0.0) -> None:
+        if kind not in DPO_KINDS:
+            raise ValueError(f"kind must be one of {DPO_KINDS}, got {kind!r}")
+        if beta <= 0:
+            raise ValueError(f"beta must be > 0, got {beta}; DPO's usual values are 0.1-0.5")
+        if sft_weight < 0:
+            raise ValueError(f"sft_weight must be >= 0, got {sft_weight}")
+        self.reference, self.beta, self.kind = reference.eval(), beta, kind
+        self.sft_weight = sft_weight
+        self.tokenizer = reference.tokenizer
+        n_val = max(1, round(len(pairs) * val_fraction)) if len(pairs) > 1 else 0
+        self.train = self._with_reference(encode_pairs(self.tokenizer, pairs[n_val:]))
+        self.val = self._with_reference(encode_pairs(self.tokenizer, pairs[:n_val])) \
+            if n_val else None
+        self.evaluate_samples = evaluate_samples  # optional callable(model) -> dict
+        self._stats: dict[str, list[float]] = {}
+
+    vocab_size = property(lambda self: self.tokenizer.vocab_size)
+    seq_len = property(lambda self: max(self.train.chosen.shape[1],
+                                        self.train.rejected.shape[1]))
+
+    def _with_reference(self, enc: EncodedPairs) -> EncodedPairs:
+        enc.ref_chosen = _sums(self.reference, enc.chosen, enc.chosen_mask)
+        enc.ref_rejected = _sums(self.reference, enc.rejected, enc.rejected_mask)
+        return enc
+
+    def train_batch(self, n: int, generator: torch.Generator) -> tuple[Tensor, ...]:
+        t = self.train
+        i = torch.randint(len(t.chosen), (n,), generator=generator)
+        return (t.chosen[i], t.chosen_mask[i], t.rejected[i], t.rejected_mask[i],
+                t.ref_chosen[i], t.ref_rejected[i])
+
+    def count(self, batch: tuple[Tensor, ...]) -> int:
+        return len(batch[0])
+
+    def _loss(self, net: nn.Module, micro: tuple[Tensor, ...]) -> tuple[Tensor, Tensor, Tensor]:
+        """The DPO loss, plus ``sft_weight`` times the chosen completions' mean token
+        cross-entropy (RPO, Pang et al. 2024: it keeps DPO from lowering the likelihood of
+        both completions, which here garbles the words)."""
+        c, cm, r, rm, ref_c, ref_r = micro
+        lc = sequence_token_logprobs(net, c)[0]
+        pc = sequence_logprobs(lc, cm)
+        pr = sequence_logprobs(sequence_token_logprobs(net, r)[0], rm)
+        loss, chosen, rejected = dpo_loss(pc, pr, ref_c, ref_r, self.beta, self.kind)
+        if self.sft_weight:
+            loss = loss + self.sft_weight * -(lc * cm).sum() / cm.sum().clamp(min=1)
+        return loss, chosen, rejected
+
+    def loss_sum(self, net: nn.Module, micro: tuple[Tensor, ...], autocast: Any) -> Tensor:
+        with autocast():
+            loss, chosen, rejected = self._loss(net, micro)
+        self._stats.setdefault("reward_margin", []).append(float((chosen - rejected).mean()))
+        self._stats.setdefault("reward_accuracy", []).append(
+            float((chosen > rejected).float().mean()))
+        return loss * len(micro[0])
+
+    def metrics(self) -> dict[str, float]:
+        record = {k: sum(v) / len(v) for k, v in self._stats.items() if v}
+        self._stats.clear()
+        return record
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Held-out DPO loss and implicit-reward accuracy; plus the samples' judge, reward
+        and KL when ``evaluate_samples`` is given."""
+        model.eval()
+        out: dict[str, float] = {}
+        if self.val is not None:
+            v = self.val
+            loss, chosen, rejected = self._loss(model, (v.chosen, v.chosen_mask, v.rejected,
+                                                        v.rejected_mask, v.ref_chosen,
+                                                        v.ref_rejected))
+            out = {"val_dpo_loss": float(loss),
+                   "val_reward_accuracy": float((chosen > rejected).float().mean())}
+        if self.evaluate_samples is not None:
+            out.update({k: v for k, v in self.evaluate_samples(model).items()
+                        if isinstance(v, float)})
+        return out
+
+
+@torch.no_grad()
+def rank_samples(policy: Any, reward_model: Any, n_pairs: int, prompt: str = "\n",
+                 max_new_tokens: int = 64, stop_ids: list[int] | None = None,
+                 seed: int = 0, group: int = 4) -> list[Pair]:
+    """``n_pairs`` preference pairs from ``policy``'s own samples: of each ``group``
+    completions of ``prompt``, the one the reward model scores highest is chosen and the
+    lowest rejected (best-of-n against worst-of-n; groups whose ends tie are skipped)."""
+    from gptscope.align.measure import reward_scores
+    from gptscope.align.rollout import sample_rollout
+
+    if group < 2:
+        raise ValueError(f"group must be >= 2 completions to rank, got {group}")
+    gen = torch.Generator().manual_seed(seed)
+    pairs: list[Pair] = []
+    per_draw = 64 * group
+    while len(pairs) < n_pairs:
+        rollout = sample_rollout(policy, prompt, per_draw, max_new_tokens, gen, stop_ids)
+        scores = reward_scores(reward_model, rollout, "raw").view(-1, group)
+        best, worst = scores.argmax(-1).tolist(), scores.argmin(-1).tolist()
+        for g, (hi, lo) in enumerate(zip(best, worst, strict=True)):
+            chosen, rejected = rollout.texts[g * group + hi], rollout.texts[g * group + lo]
+            if scores[g, hi] > scores[g, lo] and chosen != rejected:
+                pairs.append((prompt, chosen, rejected))
+    return pairs[:n_pairs]
+
+
+# Measured on the stories model (docs/alignment.md).
+DPO_DEFAULTS: dict[str, Any] = {"lr": 3e-5, "min_lr": 3e-6, "warmup_steps": 10,
+                                "max_steps": 400, "batch_size": 32, "eval_every": 50,
+                                "log_every": 10, "weight_decay": 0.0}
+DPO_OPTIONS = "dpo_config.json"
+
+
+def run_dpo(policy_run: str | Path, out: str | Path, pairs: list[Pair] | None = None,
+            reward_run: str | Path | None = None, n_pairs: int = 2048, beta: float = 0.1,
+            kind: str = "sigmoid", prompt: str = "\n", max_new_tokens: int = 64,
+            stop: tuple[str, ...] = (".",), group: int = 8, sft_weight: float = 0.0,
+            resume: bool = False, overwrite: bool = False, **overrides: Any) -> Any:
+    """DPO (or IPO) of ``policy_run`` into ``out`` on ``pairs``, or on ``n_pairs`` of its
+    own samples ranked by the reward model of ``reward_run`` (best against worst of each
+    ``group``); ``sft_weight`` adds the chosen completions' cross-entropy (RPO).
+    Evaluations sample the policy and report the judge, the reward model's score (when
+    given) and the KL."""
+    from gptscope.align.measure import policy_stats
+    from gptscope.align.options import align_train_config, check_options, write_options
+    from gptscope.align.ppo import check_same_vocabulary, stop_ids
+    from gptscope.align.reward import load_reward_model
+    from gptscope.train.init import open_base
+    from gptscope.train.trainer import Trainer
+
+    if (pairs is None) == (reward_run is None):
+        raise ValueError("DPO needs preference pairs (--pairs FILE) or a reward model to rank "
+                         "samples with (--reward RM_RUN), exactly one of them")
+    options = {"beta": beta, "kind": kind, "n_pairs": n_pairs, "prompt": prompt,
+               "max_new_tokens": max_new_tokens, "stop": list(stop), "group": group,
+               "sft_weight": sft_weight,
+               "ranked_by": None if reward_run is None else str(reward_run),
+               "own_pairs": pairs is not None}
+    check_options(out, DPO_OPTIONS, options, resume)
+    cfg = align_train_config(policy_run, DPO_DEFAULTS, overrides)
+    reference = open_base(policy_run)
+    reward = load_reward_model(reward_run) if reward_run is not None else None
+    if reward is not None:
+        check_same_vocabulary(reference.tokenizer, reward.tokenizer)
+    stops = stop_ids(reference.tokenizer, stop)
+    if pairs is None:
+        pairs = rank_samples(reference, reward, n_pairs, prompt, max_new_tokens, stops,
+                             seed=cfg.seed, group=group)
+    data = DPOData(pairs, reference, beta, kind, sft_weight=sft_weight,
+                   evaluate_samples=lambda m: policy_stats(
+                       m, reference, reward, 128, prompt, max_new_tokens, stops,
+                       seed=cfg.seed + 1))
+    trainer = Trainer(None, cfg, out, resume=resume, overwrite=overwrite, data=data)
+    if trainer.is_main:
+        write_options(out, DPO_OPTIONS, options)
+    return trainer.fit()
