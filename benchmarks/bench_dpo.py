@@ -49,7 +49,7 @@ from bench_model import hf_twin  # noqa: E402
 from common import interleaved, machine, table  # noqa: E402
 
 import gptscope as gs  # noqa: E402
-from gptscope.align.dpo import DPOData  # noqa: E402
+from gptscope.align.dpo import DPOData, Pair  # noqa: E402
 
 EOS = "<|endoftext|>"
 MODELS = {  # GPT-2's vocabulary and context in both; "small" is nanoGPT's 6 x 384 body
@@ -110,7 +110,7 @@ class SharedTokenizer:
         self.tok.save(str(path))
 
 
-def make_pairs(s: Setup, vocab_size: int) -> list[tuple[str, str, str]]:
+def make_pairs(s: Setup, vocab_size: int) -> list[Pair]:
     """Random token words: a prompt, and two completions that end with EOS. Each
     completion starts with a space, so prompt + completion is one string of words."""
     gen = torch.Generator().manual_seed(s.seed)
@@ -137,7 +137,8 @@ class WholeSetDPOData(DPOData):
                 t.ref_rejected)
 
 
-def gptscope_trainer(s: Setup, reference: gs.Transformer, pairs: list, out: str):
+def gptscope_trainer(s: Setup, reference: gs.Transformer, pairs: list[Pair], out: str
+                     ) -> Any:
     """gptscope's trainer on the pairs, its policy starting from the reference's weights."""
     from gptscope.train import TrainConfig
     from gptscope.train.trainer import Trainer
@@ -154,7 +155,7 @@ def gptscope_trainer(s: Setup, reference: gs.Transformer, pairs: list, out: str)
     return trainer
 
 
-def gptscope_step(trainer) -> Callable[[], tuple[float, float]]:
+def gptscope_step(trainer: Any) -> Callable[[], tuple[float, float]]:
     def step() -> tuple[float, float]:
         loss, norm, _ = trainer.train_step()
         return loss, norm
@@ -163,8 +164,8 @@ def gptscope_step(trainer) -> Callable[[], tuple[float, float]]:
 
 # -- TRL -----------------------------------------------------------------------------------
 
-def trl_trainer(s: Setup, reference: gs.Transformer, hf_tok: Any, pairs: list, out: str,
-                precompute: bool):
+def trl_trainer(s: Setup, reference: gs.Transformer, hf_tok: Any, pairs: list[Pair],
+                out: str, precompute: bool) -> Any:
     """TRL's DPOTrainer on the same pairs and settings, its policy a fresh HF twin of the
     reference. Without precomputation its reference is another twin (TRL would otherwise
     reload the policy from its config's path, a temporary folder long gone)."""
@@ -200,7 +201,7 @@ def trl_trainer(s: Setup, reference: gs.Transformer, hf_tok: Any, pairs: list, o
     return trainer
 
 
-def trl_step(trainer) -> Callable[[], tuple[float, float]]:
+def trl_step(trainer: Any) -> Callable[[], tuple[float, float]]:
     """One optimizer step as transformers' `_run_epoch` takes it, less logging and callbacks."""
     loader = trainer.get_train_dataloader()  # one batch per epoch: all pairs, shuffled
     model = trainer.model_wrapped
@@ -217,14 +218,14 @@ def trl_step(trainer) -> Callable[[], tuple[float, float]]:
     return step
 
 
-def trl_ref_logps(trainer) -> torch.Tensor:
+def trl_ref_logps(trainer: Any) -> torch.Tensor:
     """TRL's precomputed reference log-probs, [chosen..., rejected...] in pair order (its
     dataset keeps the order it was given; the precomputation does not shuffle)."""
     data = trainer.train_dataset
     return torch.tensor(list(data["ref_chosen_logps"]) + list(data["ref_rejected_logps"]))
 
 
-def same_tokens(ours, trl) -> bool:
+def same_tokens(ours: Any, trl: Any) -> bool:
     """Whether TRL tokenized every pair into exactly the rows gptscope trains on (no BOS,
     no second EOS, no truncation; the completions are of one length, so no padding)."""
     t = ours.data.train
@@ -235,7 +236,7 @@ def same_tokens(ours, trl) -> bool:
     return True
 
 
-def trl_train_loop(trainer, steps: int) -> float:
+def trl_train_loop(trainer: Any, steps: int) -> float:
     """Median seconds between consecutive step ends inside `trainer.train()` itself: all
     the loop does per step (batch, step, logging, callbacks), none of its setup. Run
     after the interleaved timings, on its own."""
