@@ -25,7 +25,7 @@ def test_an_empty_preference_file_is_refused(stories_base, tmp_path, capsys) -> 
     assert main(["align", "dpo", str(stories_base), "--pairs", str(empty), "--out",
                  str(tmp_path / "dpo")]) == 2
     err = capsys.readouterr().err
-    assert "gptscope align: error:" in err and "is empty: it holds no pairs" in err
+    assert "gptscope align: error:" in err and "is empty: it holds no records" in err
     assert main(["align", "rm", str(stories_base), "--pairs", str(empty), "--out",
                  str(tmp_path / "rm")]) == 2
     assert "is empty" in capsys.readouterr().err

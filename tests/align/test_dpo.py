@@ -21,10 +21,11 @@ def test_read_preferences_names_the_problem(tmp_path) -> None:
     good.write_text(json.dumps({"prompt": "\n", "chosen": "a.", "rejected": "b."}) + "\n")
     assert read_preferences(good) == [("\n", "a.", "b.")]
     (tmp_path / "empty.jsonl").write_text("\n")
-    with pytest.raises(ValueError, match="is empty: it holds no pairs"):
+    with pytest.raises(ValueError, match="is empty: it holds no records"):
         read_preferences(tmp_path / "empty.jsonl")
     (tmp_path / "bad.jsonl").write_text('{"prompt": "x", "chosen": "y"}\n')
-    with pytest.raises(ValueError, match="line 1 needs string fields prompt, chosen"):
+    with pytest.raises(ValueError,
+                       match="line 1 needs string fields 'prompt', 'chosen' and 'rejected'"):
         read_preferences(tmp_path / "bad.jsonl")
     with pytest.raises(ValueError, match="does not exist"):
         read_preferences(tmp_path / "missing.jsonl")

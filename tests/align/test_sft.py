@@ -74,7 +74,7 @@ def test_read_pairs_names_bad_lines(tmp_path) -> None:
     with pytest.raises(ValueError, match="line 1 needs string fields 'prompt' and 'response'"):
         read_pairs(bad)
     (tmp_path / "empty.jsonl").write_text("")
-    with pytest.raises(ValueError, match="holds no prompt/response pairs"):
+    with pytest.raises(ValueError, match="is empty: it holds no records"):
         read_pairs(tmp_path / "empty.jsonl")
 
 

@@ -12,7 +12,6 @@ with a reward model (`rank_samples`), the setting the issue's DPO-vs-PPO compari
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,29 +28,11 @@ Pair = tuple[str, str, str]  # (prompt, chosen, rejected)
 
 def read_preferences(path: str | Path) -> list[Pair]:
     """The pairs of a JSONL preference file; ValueError naming the line for a bad one."""
-    from gptscope.utils.files import read_text
+    from gptscope.utils.files import read_string_records
 
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"preference file {path} does not exist; write one JSON object "
-                         '{"prompt", "chosen", "rejected"} per line')
-    pairs = []
-    for n, line in enumerate(read_text(path, "preferences are JSON lines").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path} line {n} is not JSON ({e.msg}); fix or remove it") from e
-        if not (isinstance(rec, dict) and all(isinstance(rec.get(k), str)
-                                              for k in ("prompt", "chosen", "rejected"))):
-            raise ValueError(f"{path} line {n} needs string fields prompt, chosen and "
-                             f"rejected, got {line[:80]!r}")
-        pairs.append((rec["prompt"], rec["chosen"], rec["rejected"]))
-    if not pairs:
-        raise ValueError(f"preference file {path} is empty: it holds no pairs; rate some "
-                         "samples (gptscope align rate) or rank them (--reward RM_RUN)")
-    return pairs
+    return read_string_records(path, ("prompt", "chosen", "rejected"), "preference file",
+                               "rate some samples (gptscope align rate) or rank them "
+                               "(--reward RM_RUN)")  # type: ignore[return-value]
 
 
 @dataclass

@@ -16,7 +16,6 @@ example begins with its own ``<|user|>``.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -65,28 +64,11 @@ def encode_pair(tokenizer: Any, prompt: str, response: str) -> Encoded:
 
 def read_pairs(path: str | Path) -> list[tuple[str, str]]:
     """(prompt, response) pairs from a JSONL file of ``{"prompt": ..., "response": ...}``."""
-    from gptscope.utils.files import read_text
+    from gptscope.utils.files import read_string_records
 
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"chat data {path} does not exist; pass a JSONL file with one "
-                         '{"prompt": ..., "response": ...} per line, or stories-instructions')
-    pairs = []
-    for n, line in enumerate(read_text(path, "chat data is JSON lines").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path} line {n} is not JSON ({e.msg}); fix or remove it") from e
-        if not (isinstance(record, dict) and isinstance(record.get("prompt"), str)
-                and isinstance(record.get("response"), str)):
-            raise ValueError(f"{path} line {n} needs string fields 'prompt' and 'response', "
-                             f"got {line[:80]!r}")
-        pairs.append((record["prompt"], record["response"]))
-    if not pairs:
-        raise ValueError(f"{path} holds no prompt/response pairs; add at least one line")
-    return pairs
+    return read_string_records(path, ("prompt", "response"), "chat data",
+                               "add at least one prompt/response pair, or use "
+                               "stories-instructions")  # type: ignore[return-value]
 
 
 def _check_fits(examples: Sequence[Encoded], seq_len: int) -> None:

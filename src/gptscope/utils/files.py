@@ -83,3 +83,33 @@ def json_text_or_file(text_or_path: str | os.PathLike[str], fix: str) -> tuple[A
         return json.loads(text), "the JSON text"
     except json.JSONDecodeError as e:
         raise ValueError(f"the JSON text is not valid JSON ({e}); {fix}") from None
+
+
+def read_string_records(path: str | os.PathLike[str], fields: tuple[str, ...], what: str,
+                        empty_fix: str) -> list[tuple[str, ...]]:
+    """The ``fields`` of each line of a JSONL file whose objects hold those as strings, in
+    order (blank lines skipped). ValueError naming the file and line for a missing file, a
+    line that is not JSON or lacks a field, and for a file with no records (``empty_fix``
+    says what to do). ``what`` names the file's role, e.g. "preference file"."""
+    path = Path(path)
+    listed = " and ".join([", ".join(repr(f) for f in fields[:-1]), repr(fields[-1])]) \
+        if len(fields) > 1 else repr(fields[0])
+    if not path.is_file():
+        raise ValueError(f"{what} {path} does not exist; write one JSON object with string "
+                         f"fields {listed} per line")
+    records = []
+    for n, line in enumerate(read_text(path, f"a {what} is JSON lines").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} line {n} is not JSON ({e.msg}); fix or remove it") from e
+        if not (isinstance(record, dict) and all(isinstance(record.get(f), str)
+                                                 for f in fields)):
+            raise ValueError(f"{path} line {n} needs string fields {listed}, got "
+                             f"{line[:80]!r}")
+        records.append(tuple(record[f] for f in fields))
+    if not records:
+        raise ValueError(f"{what} {path} is empty: it holds no records; {empty_fix}")
+    return records
