@@ -1,11 +1,11 @@
 """The issue's documented result, opt-in (it needs the full stories model, ~7.5 CPU-minutes
-to train, and ~10 more minutes here)::
+to train, and ~20 more minutes here)::
 
     gptscope train --preset stories --threads 1 --out RUN
     GPTSCOPE_STORIES_RUN=RUN pytest tests/align/test_align_acceptance.py
 
-It trains the default reward model on RUN, then PPO (``--kl-coef 0.1``) and DPO (RPO,
-``--sft-weight 1``), and
+It trains the default reward model on RUN, then PPO (``--kl-coef 0.1``) and online DPO
+(``--rounds 4 --n-pairs 1024 --beta 0.3 --sft-weight 1``), and
 measures each final policy on 512 fresh unconditional samples: the judge's positive
 fraction and the KL to RUN per completion. docs/alignment.md has the numbers.
 """
@@ -51,8 +51,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     ppo = run_ppo(RUN, out / "rm", out / "ppo", PPOConfig(kl_coef=0.1), threads=1,
                   progress=False)
     ppo_seconds = time.perf_counter() - t0
-    dpo = run_dpo(RUN, out / "dpo", reward_run=out / "rm", sft_weight=1.0, threads=1,
-                  progress=False)
+    dpo = run_dpo(RUN, out / "dpo", reward_run=out / "rm", rounds=4, n_pairs=1024, beta=0.3,
+                  sft_weight=1.0, threads=1, progress=False)
     return {"rm": rm_scores, "base": measure(base), "ppo": measure(ppo.model),
             "ppo_seconds": ppo_seconds, "dpo": measure(dpo.model), "out": Path(out)}
 

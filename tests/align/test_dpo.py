@@ -1,10 +1,12 @@
 """DPO: preference files, completion-only masks, the reference's log-probs, a zero-lr run
-whose loss is log 2, pairs ranked by a reward model, and resume refusing a changed beta."""
+whose loss is log 2, pairs ranked by a reward model, resume refusing a changed beta, and
+online DPO's rounds (fresh pairs each round, exact resume)."""
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -13,6 +15,7 @@ from gptscope.align.dpo import encode_pairs, rank_samples, read_preferences, run
 from gptscope.align.reward import load_reward_model
 from gptscope.io.checkpoint import load
 from gptscope.tokenizers import CharTokenizer
+from gptscope.train.checkpoint import list_checkpoints
 from gptscope.train.runs import open_run, read_metrics
 
 
@@ -79,3 +82,42 @@ def test_resume_refuses_another_beta(stories_base, tmp_path) -> None:
                 progress=False, kind="ipo", beta=0.3, resume=True)
     with pytest.raises(ValueError, match="exactly one of them"):
         run_dpo(stories_base, tmp_path / "x")
+
+
+def _online(stories_base, sentence_rm, out, **kw):
+    settings = {"n_pairs": 16, "group": 4, "max_new_tokens": 30, "rounds": 3, "max_steps": 6,
+                "batch_size": 4, "ckpt_every": 2, "keep_last": 5, "log_every": 1,
+                "eval_every": 100, "threads": 1, "progress": False, "lr": 1e-3}
+    return run_dpo(stories_base, out, reward_run=sentence_rm[0], **{**settings, **kw})
+
+
+def test_online_dpo_ranks_fresh_samples_each_round_and_resumes_exactly(
+        stories_base, sentence_rm, tmp_path, capsys) -> None:
+    straight = tmp_path / "online"
+    _online(stories_base, sentence_rm, straight)
+    rounds = straight / "dpo_rounds"
+    assert sorted(p.name for p in rounds.iterdir()) == ["round_1.jsonl", "round_2.jsonl"]
+    first, second = (read_preferences(rounds / f"round_{k}.jsonl") for k in (1, 2))
+    assert len(first) == len(second) == 16 and first != second
+    rm = load_reward_model(sentence_rm[0])
+    chosen = rm.score_texts(["\n" + c for _, c, _ in second])
+    rejected = rm.score_texts(["\n" + r for _, _, r in second])
+    assert (chosen > rejected).all()
+    assert [r["round"] for r in read_metrics(straight) if "round" in r] == [0, 0, 1, 1, 2, 2]
+    # A run killed after step 2, before round 2 existed, resumes to the same weights.
+    killed = tmp_path / "killed"
+    shutil.copytree(straight, killed)
+    (killed / "model.safetensors").unlink()
+    for step, folder in list_checkpoints(killed):
+        if step > 2:
+            shutil.rmtree(folder)
+    (killed / "dpo_rounds" / "round_2.jsonl").unlink()
+    assert _online(stories_base, sentence_rm, killed, resume=True).step == 6
+    assert "resumed from step 2" in capsys.readouterr().err
+    assert read_preferences(killed / "dpo_rounds" / "round_2.jsonl") == second
+    a, b = load(straight).state_dict(), load(killed).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="round_steps: 2 -> 3"):
+        _online(stories_base, sentence_rm, killed, resume=True, max_steps=9)
+    with pytest.raises(ValueError, match="only with a reward model"):
+        run_dpo(stories_base, tmp_path / "x", pairs=first, rounds=2)

@@ -1,9 +1,15 @@
 """Direct preference optimisation (and IPO) from preference pairs, the reference frozen.
 
-DPO needs no reward model and no sampling during training: for each pair (prompt, chosen,
-rejected) it raises the policy's log-ratio to the reference on the chosen completion
+Offline DPO needs no reward model and no sampling during training: for each pair (prompt,
+chosen, rejected) it raises the policy's log-ratio to the reference on the chosen completion
 against the rejected one (`dpo_loss`). The reference's log-probs never change, so they are
-computed once, when training starts. Like PPO it is a data object the trainer trains on.
+computed once per set of pairs. Like PPO it is a data object the trainer trains on.
+
+Online (iterative) DPO splits the run into ``rounds``: each round after the first ranks
+fresh samples of the policy as it then is, so the pairs follow the policy instead of
+describing the starting model only (Xiong et al. 2024, "Iterative preference learning").
+Each round's pairs are kept in the run folder (``dpo_rounds/round_K.jsonl``), so a resumed
+run trains on exactly the pairs the killed one did.
 
 Pairs come from a JSONL file of ``{"prompt", "chosen", "rejected"}`` (a rating page's
 export, see ``gptscope.align.rate``) or are made by ranking the base model's own samples
@@ -12,6 +18,8 @@ with a reward model (`rank_samples`), the setting the issue's DPO-vs-PPO compari
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,12 +89,26 @@ def _sums(model: nn.Module, tokens: Tensor, mask: Tensor, size: int = 64) -> Ten
     return torch.cat(out)
 
 
+ROUNDS_DIR = "dpo_rounds"
+Resample = Callable[[nn.Module, int], list[Pair]]  # (policy, round) -> that round's pairs
+
+
 class DPOData:
-    """Preference pairs as the trainer's data (``gptscope.train.data``'s protocol)."""
+    """Preference pairs as the trainer's data (``gptscope.train.data``'s protocol).
+
+    With ``resample`` and ``round_steps``, every ``round_steps`` steps the training pairs
+    are replaced by ``resample(policy, round)`` (online DPO), kept under ``rounds_dir``;
+    the held-out pairs stay those of round 0.
+    """
 
     def __init__(self, pairs: list[Pair], reference: nn.Module, beta: float = 0.1,
                  kind: str = "sigmoid", val_fraction: float = 0.1,
-                 evaluate_samples: Any = None, sft_weight: float = 0.0) -> None:
+                 evaluate_samples: Any = None, sft_weight: float = 0.0,
+                 resample: Resample | None = None, round_steps: int = 0,
+                 rounds_dir: Path | None = None) -> None:
+        if resample is not None and (round_steps < 1 or rounds_dir is None):
+            raise ValueError(f"online DPO needs round_steps >= 1 and a rounds_dir, got "
+                             f"round_steps={round_steps}, rounds_dir={rounds_dir}")
         if kind not in DPO_KINDS:
             raise ValueError(f"kind must be one of {DPO_KINDS}, got {kind!r}")
         if beta <= 0:
@@ -102,6 +124,9 @@ class DPOData:
             if n_val else None
         self.evaluate_samples = evaluate_samples  # optional callable(model) -> dict
         self._stats: dict[str, list[float]] = {}
+        self.resample, self.round_steps, self.rounds_dir = resample, round_steps, rounds_dir
+        self.policy: nn.Module | None = None
+        self._step = self._round = 0
 
     vocab_size = property(lambda self: self.tokenizer.vocab_size)
     seq_len = property(lambda self: max(self.train.chosen.shape[1],
@@ -112,7 +137,45 @@ class DPOData:
         enc.ref_rejected = _sums(self.reference, enc.rejected, enc.rejected_mask)
         return enc
 
+    def bind(self, model: nn.Module) -> nn.Module:
+        self.policy = model  # what online rounds sample from
+        return model
+
+    def start(self, step: int) -> None:
+        """Training starts (or resumes) at ``step``: an online run takes up that round's
+        pairs."""
+        self._step = step
+        if self.resample is not None and step // self.round_steps > 0:
+            self._use_round(step // self.round_steps)
+
+    def _use_round(self, k: int) -> None:
+        """Train on round ``k``'s pairs: read from its file when a run already made them
+        (a resume), else ranked from the policy now and written there."""
+        from gptscope.align.rate import write_preferences
+
+        assert self.resample is not None and self.rounds_dir is not None
+        path = self.rounds_dir / f"round_{k}.jsonl"
+        if path.is_file():
+            pairs = read_preferences(path)
+        else:
+            pairs = self.resample(self.policy, k)
+            if int(os.environ.get("RANK", "0")) == 0:
+                keys = ("prompt", "chosen", "rejected")
+                write_preferences([dict(zip(keys, p, strict=True)) for p in pairs], path)
+        self.train = self._with_reference(encode_pairs(self.tokenizer, pairs))
+        self._round = k
+
+    def metrics(self) -> dict[str, float]:
+        record = {k: sum(v) / len(v) for k, v in self._stats.items() if v}
+        self._stats.clear()
+        if self.resample is not None:
+            record["round"] = float(self._round)
+        return record
+
     def train_batch(self, n: int, generator: torch.Generator) -> tuple[Tensor, ...]:
+        if self.resample is not None and self._step // self.round_steps != self._round:
+            self._use_round(self._step // self.round_steps)
+        self._step += 1
         t = self.train
         i = torch.randint(len(t.chosen), (n,), generator=generator)
         return (t.chosen[i], t.chosen_mask[i], t.rejected[i], t.rejected_mask[i],
@@ -141,11 +204,6 @@ class DPOData:
         self._stats.setdefault("reward_accuracy", []).append(
             float((chosen > rejected).float().mean()))
         return loss * len(micro[0])
-
-    def metrics(self) -> dict[str, float]:
-        record = {k: sum(v) / len(v) for k, v in self._stats.items() if v}
-        self._stats.clear()
-        return record
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, float]:
@@ -203,12 +261,15 @@ def run_dpo(policy_run: str | Path, out: str | Path, pairs: list[Pair] | None = 
             reward_run: str | Path | None = None, n_pairs: int = 2048, beta: float = 0.1,
             kind: str = "sigmoid", prompt: str = "\n", max_new_tokens: int = 64,
             stop: tuple[str, ...] = (".",), group: int = 8, sft_weight: float = 0.0,
-            resume: bool = False, overwrite: bool = False, **overrides: Any) -> Any:
+            rounds: int = 1, resume: bool = False, overwrite: bool = False,
+            **overrides: Any) -> Any:
     """DPO (or IPO) of ``policy_run`` into ``out`` on ``pairs``, or on ``n_pairs`` of its
     own samples ranked by the reward model of ``reward_run`` (best against worst of each
     ``group``); ``sft_weight`` adds the chosen completions' cross-entropy (RPO).
-    Evaluations sample the policy and report the judge, the reward model's score (when
-    given) and the KL."""
+    ``rounds`` > 1 (with a reward model) is online DPO: the run's steps split into that
+    many rounds, each on ``n_pairs`` fresh samples of the policy as it is when the round
+    starts. Evaluations sample the policy and report the judge, the reward model's score
+    (when given) and the KL."""
     from gptscope.align.measure import policy_stats
     from gptscope.align.options import align_train_config, check_options, write_options
     from gptscope.align.ppo import check_same_vocabulary, stop_ids
@@ -219,25 +280,39 @@ def run_dpo(policy_run: str | Path, out: str | Path, pairs: list[Pair] | None = 
     if (pairs is None) == (reward_run is None):
         raise ValueError("DPO needs preference pairs (--pairs FILE) or a reward model to rank "
                          "samples with (--reward RM_RUN), exactly one of them")
+    if not (isinstance(rounds, int) and rounds >= 1) or (rounds > 1 and reward_run is None):
+        raise ValueError(f"rounds must be an int >= 1, and > 1 only with a reward model to "
+                         f"rank fresh samples (--reward RM_RUN), got rounds={rounds!r}")
+    cfg = align_train_config(policy_run, DPO_DEFAULTS, overrides)
+    if rounds > cfg.max_steps:
+        raise ValueError(f"rounds={rounds} exceeds max_steps={cfg.max_steps}; a round needs "
+                         "at least one step")
+    # Saved, so a resume that changes max_steps cannot move the rounds' boundaries.
+    round_steps = -(-cfg.max_steps // rounds) if rounds > 1 else None
     options = {"beta": beta, "kind": kind, "n_pairs": n_pairs, "prompt": prompt,
                "max_new_tokens": max_new_tokens, "stop": list(stop), "group": group,
-               "sft_weight": sft_weight,
+               "sft_weight": sft_weight, "rounds": rounds, "round_steps": round_steps,
                "ranked_by": None if reward_run is None else str(reward_run),
                "own_pairs": pairs is not None}
     check_options(out, DPO_OPTIONS, options, resume)
-    cfg = align_train_config(policy_run, DPO_DEFAULTS, overrides)
     reference = open_base(policy_run)
     reward = load_reward_model(reward_run) if reward_run is not None else None
     if reward is not None:
         check_same_vocabulary(reference.tokenizer, reward.tokenizer)
     stops = stop_ids(reference.tokenizer, stop)
+
+    def ranked(policy: Any, k: int) -> list[Pair]:
+        return rank_samples(policy, reward, n_pairs, prompt, max_new_tokens, stops,
+                            seed=cfg.seed + k, group=group)
+
     if pairs is None:
-        pairs = rank_samples(reference, reward, n_pairs, prompt, max_new_tokens, stops,
-                             seed=cfg.seed, group=group)
+        pairs = ranked(reference, 0)
+    online = {"resample": ranked, "round_steps": round_steps,
+              "rounds_dir": Path(out) / ROUNDS_DIR} if rounds > 1 else {}
     data = DPOData(pairs, reference, beta, kind, sft_weight=sft_weight,
                    evaluate_samples=lambda m: policy_stats(
                        m, reference, reward, 128, prompt, max_new_tokens, stops,
-                       seed=cfg.seed + 1))
+                       seed=cfg.seed + 1), **online)
     trainer = Trainer(None, cfg, out, resume=resume, overwrite=overwrite, data=data)
     if trainer.is_main:
         write_options(out, DPO_OPTIONS, options)

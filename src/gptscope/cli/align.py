@@ -93,7 +93,7 @@ def _dpo(args: argparse.Namespace) -> int:
     pairs = read_preferences(args.pairs) if args.pairs else None
     result = run_dpo(args.policy, args.out, pairs=pairs, reward_run=args.reward,
                      n_pairs=args.n_pairs, beta=args.beta, kind=args.kind, group=args.group,
-                     sft_weight=args.sft_weight, **_common(args))
+                     sft_weight=args.sft_weight, rounds=args.rounds, **_common(args))
     _print({"step": result.step, **result.last_eval})
     return 0
 
@@ -153,6 +153,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "this many samples against the worst (8)")
     d.add_argument("--sft-weight", type=float, default=0.0, help="add this times the chosen "
                    "completions' cross-entropy (RPO; 1.0 keeps the words intact)")
+    d.add_argument("--rounds", type=int, default=1, help="with --reward: online DPO, the run "
+                   "split into this many rounds, each ranking fresh samples of the policy (1)")
     _run_flags(d)
     d.set_defaults(func=_dpo)
     g = sub.add_parser("grpo", help="GRPO with verifiable rewards on a synthetic task run")

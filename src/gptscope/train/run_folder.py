@@ -27,7 +27,7 @@ MODEL_FILE, TRAIN_FILE = "config.json", "train_config.json"
 RUN_FILES = (MODEL_FILE, TRAIN_FILE, "tokenizer.json", "metrics.jsonl", "model.safetensors",
              "checkpoints", "tensorboard", "report.html", "kl_checkpoints",
              "reward_head.safetensors", "reward_config.json", "ppo_config.json",
-             "dpo_config.json", "grpo_config.json")
+             "dpo_config.json", "dpo_rounds", "grpo_config.json")
 # TrainConfig fields a resumed run may change; every other field, and every ModelConfig
 # field but the free-form ``extra``, must match the run's saved configs.
 MAY_CHANGE_ON_RESUME = ("max_steps", "eval_every", "eval_steps", "log_every", "ckpt_every",
