@@ -18,7 +18,6 @@ with a reward model (`rank_samples`), the setting the issue's DPO-vs-PPO compari
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,16 +141,15 @@ class DPOData:
         return model
 
     def start(self, step: int) -> None:
-        """Training starts (or resumes) at ``step``: an online run takes up that round's
-        pairs."""
+        """Training starts (or resumes) at ``step``; the next batch of an online run takes
+        up that step's round."""
         self._step = step
-        if self.resample is not None and step // self.round_steps > 0:
-            self._use_round(step // self.round_steps)
 
     def _use_round(self, k: int) -> None:
         """Train on round ``k``'s pairs: read from its file when a run already made them
         (a resume), else ranked from the policy now and written there."""
         from gptscope.align.rate import write_preferences
+        from gptscope.train.distributed import env_dist_info
 
         assert self.resample is not None and self.rounds_dir is not None
         path = self.rounds_dir / f"round_{k}.jsonl"
@@ -159,7 +157,7 @@ class DPOData:
             pairs = read_preferences(path)
         else:
             pairs = self.resample(self.policy, k)
-            if int(os.environ.get("RANK", "0")) == 0:
+            if env_dist_info().is_main:
                 keys = ("prompt", "chosen", "rejected")
                 write_preferences([dict(zip(keys, p, strict=True)) for p in pairs], path)
         self.train = self._with_reference(encode_pairs(self.tokenizer, pairs))

@@ -17,7 +17,6 @@ and the policy's entropy per token.
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from collections import defaultdict
 from pathlib import Path
@@ -43,6 +42,7 @@ from gptscope.align.value import (
     whiten,
 )
 from gptscope.io.checkpoint import read_step
+from gptscope.train.distributed import env_dist_info
 
 KL_DIR = "kl_checkpoints"
 WITHIN_BUDGET = "within_budget"  # the last policy whose rollout was within the KL budget
@@ -249,8 +249,7 @@ class PPOData:
         memory, so a resumed run ends with the same weights as an uninterrupted one)."""
         from gptscope.io.checkpoint import save
 
-        if self._rollout_stats["kl_k1"] < self.cfg.kl_budget and \
-                int(os.environ.get("RANK", "0")) == 0:
+        if self._rollout_stats["kl_k1"] < self.cfg.kl_budget and env_dist_info().is_main:
             save(self.policy, self.out_dir / KL_DIR / WITHIN_BUDGET, step=self._step)
 
     # -- checkpoints at rising KL ----------------------------------------------------------
@@ -261,7 +260,7 @@ class PPOData:
         from gptscope.io.checkpoint import save
         from gptscope.utils.atomic import write_text
 
-        if int(os.environ.get("RANK", "0")) != 0:
+        if not env_dist_info().is_main:
             return
         kl = self._rollout_stats["kl_k1"]
         for milestone in self.cfg.kl_milestones:
