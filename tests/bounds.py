@@ -15,7 +15,7 @@ Environment:
   "test"}`` as a JSON line and does not raise, so one run measures every quantity.
 
 Tests that train and assert learned behaviour carry the ``learned`` marker (``pytest -m
-learned``); `make test` runs that subset a second time under ATEN_CPU_CAPABILITY=default.
+learned``); `make test` runs that subset under ATEN_CPU_CAPABILITY=default.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ LAYERS = {
     "io": 2,
     "data": 3,
     "train": 4,
-    "interp": 5, "steering": 5, "sae": 5,
+    "interp": 5, "steering": 5, "sae": 5, "scaling": 5,
     "viz": 6, "report": 6, "align": 6,
     "course": 7,
     "cli": 8, "__main__": 8, "__init__": 8,

@@ -47,7 +47,8 @@ def random_model(vocab: int, seed: int = 1):
 
 def test_registry_names() -> None:
     assert set(TASKS) == {
-        "copy", "reverse", "sort", "addition", "modular_addition", "induction", "brackets"
+        "copy", "reverse", "sort", "addition", "modular_addition", "induction", "brackets",
+        "zipf_lookup",
     }
 
 
@@ -73,6 +74,8 @@ def test_unknown_parameter_is_value_error() -> None:
         ("induction", {"half_len": 20, "n_symbols": 10}, "n_symbols"),
         ("addition", {"n_digits": 0}, "n_digits"),
         ("sort", {"test_every": 1}, "test_every"),
+        ("zipf_lookup", {"exponent": 1.0}, "exponent must be > 1"),
+        ("zipf_lookup", {"n_facts": 0}, "n_facts >= 1"),
     ],
 )
 def test_bad_parameters(name: str, kwargs: dict, msg: str) -> None:
@@ -89,9 +92,12 @@ def test_shapes_and_mask_convention(name: str) -> None:
     assert 0 <= int(tokens.min()) and int(tokens.max()) < task.vocab_size
     assert not mask[:, -1].any()
     # mask[b, t] scores the prediction of token t + 1: exactly the answer positions shifted left.
-    answer = task.answer_slice()
     expected = torch.zeros(task.seq_len, dtype=torch.bool)
-    expected[answer.start - 1 : answer.stop - 1] = True
+    if name == "zipf_lookup":  # one value per fact, k1 k2 v: scored at each k2
+        expected[1::3] = True
+    else:
+        answer = task.answer_slice()
+        expected[answer.start - 1 : answer.stop - 1] = True
     assert torch.equal(mask, expected.expand_as(mask))
     assert masked_targets(tokens, mask).shape == (int(mask.sum()),)
 
@@ -247,7 +253,7 @@ def test_random_model_is_near_chance(name: str) -> None:
     result = task.evaluate(random_model(task.vocab_size), 2000, gen())
     chance = 1 / task.vocab_size
     assert abs(result["token_accuracy"] - chance) < 0.03
-    n_answer = task.answer_slice().stop - task.answer_slice().start
+    n_answer = int(task.batch(1, "train", gen())[1].sum())  # scored tokens per example
     assert result["exact_match"] <= chance**n_answer + 0.03
     assert result["loss"] > 0.5 * torch.log(torch.tensor(float(task.vocab_size)))
 
@@ -273,3 +279,20 @@ def test_tiny_space_reports_empty_split() -> None:
     task = make_task("copy", n_items=1, n_symbols=2, test_every=1000)
     with pytest.raises(ValueError, match="nearly\\) empty"):
         task.batch(4, "test", gen())
+
+
+def test_zipf_lookup_asks_fixed_facts_with_zipf_frequency() -> None:
+    task = make_task("zipf_lookup", n_symbols=16, n_facts=4, exponent=1.5, seed=3)
+    tokens, _ = task.batch(20000, "train", gen())
+    facts = tokens.view(-1, 4, 3)
+    keys = facts[..., 0] * 16 + facts[..., 1]
+    # a key always has the same value: the facts are fixed by the task's seed
+    for key in keys.unique()[:50]:
+        assert facts[..., 2][keys == key].unique().numel() == 1
+    # frequencies fall with rank as rank^-1.5: the 1st key vs the 4th, 8 times as common
+    counts = torch.bincount(keys.ravel(), minlength=256).sort(descending=True).values.double()
+    assert counts[0] / counts[3] == pytest.approx(4**1.5, rel=0.1)
+    other = make_task("zipf_lookup", n_symbols=16, n_facts=4, exponent=1.5, seed=4)
+    assert not torch.equal(other._values, task._values)
+    with pytest.raises(ValueError, match="one value per fact"):
+        task.answer_slice()

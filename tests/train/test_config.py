@@ -2,8 +2,10 @@ import argparse
 import json
 import re
 
+import numpy as np
 import pytest
 
+from gptscope import ModelConfig
 from gptscope.cli import build_parser
 from gptscope.cli.train import build_configs
 from gptscope.train import DataSpec, TrainConfig, get_preset, list_presets
@@ -112,3 +114,19 @@ def test_train_config_file_errors_name_the_file(tmp_path):
     file.write_text("[1, 2]")
     with pytest.raises(ValueError, match=rf"{re.escape(str(file))}: TrainConfig needs a JSON"):
         TrainConfig.from_json(file)
+
+
+def test_train_tokens_cuts_only_the_training_split():
+    from gptscope.train.data import build_data
+
+    cfg = ModelConfig(n_ctx=16)
+    full = build_data(DataSpec(corpus="shakespeare"), cfg)
+    cut = build_data(DataSpec(corpus="shakespeare", train_tokens=1000), cfg)
+    assert len(cut.train) == 1000 and len(full.train) > 10**6
+    assert np.array_equal(np.asarray(cut.train.tokens), np.asarray(full.train.tokens[:1000]))
+    assert np.array_equal(np.asarray(cut.val.tokens), np.asarray(full.val.tokens))
+    assert cut.tokenizer.vocab_size == full.tokenizer.vocab_size  # trained on all the text
+    with pytest.raises(ValueError, match="train_tokens=.* but the training split holds"):
+        build_data(DataSpec(corpus="shakespeare", train_tokens=10**9), cfg)
+    with pytest.raises(ValueError, match="train_tokens limits a text corpus"):
+        DataSpec(task="copy", train_tokens=100)

@@ -240,3 +240,22 @@ def test_save_png_without_matplotlib_or_chromium_says_how_to_fix(tmp_path, monke
     with pytest.raises(ImportError, match="chromium"):
         save_png(FACTORIES["lens"](), tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_scatter_chart_draws_points_lines_and_hover_texts():
+    from gptscope.viz import ScatterChart
+    from gptscope.viz.scatter import power_law_line
+
+    xs = [1e10, 1e11, 1e12]
+    chart = ScatterChart({"runs": (xs, [3.0, 2.5, 2.1], ["a", "b", "c"]),
+                          "bad": ([0.0, 1e11], [1.0, float("nan")])},
+                         {"fit": power_law_line(30.0, -0.1, xs)},
+                         "C", "loss", log_x=True, log_y=True)
+    svg = chart.html()
+    assert svg.count("<circle") == 3 + 2  # three runs (the bad series has none) + legend dots
+    assert "<title>b</title>" in svg and 'stroke-dasharray="6 4"' in svg
+    assert "1e11" in svg  # a decade tick on the log x axis
+    with pytest.raises(ValueError, match="one of each per point"):
+        ScatterChart({"runs": ([1.0, 2.0], [1.0, 2.0], ["only one"])})
+    with pytest.raises(ValueError, match="no finite point"):
+        ScatterChart({"runs": ([0.0], [1.0])}, log_x=True)

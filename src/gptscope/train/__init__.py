@@ -2,7 +2,13 @@
 
 from gptscope.train.checkpoint import list_checkpoints
 from gptscope.train.config import DataSpec, TrainConfig
-from gptscope.train.mfu import flops_per_token, measure_matmul_peak, peak_flops
+from gptscope.train.mfu import (
+    flops_per_token,
+    forward_flops_per_token,
+    matmul_params,
+    measure_matmul_peak,
+    peak_flops,
+)
 from gptscope.train.optim import make_optimizer, param_groups
 from gptscope.train.presets import Preset, describe_presets, get_preset, list_presets
 from gptscope.train.schedule import lr_at
@@ -17,6 +23,8 @@ __all__ = [
     "TrainingDiverged",
     "describe_presets",
     "flops_per_token",
+    "forward_flops_per_token",
+    "matmul_params",
     "get_preset",
     "list_checkpoints",
     "list_presets",

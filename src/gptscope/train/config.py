@@ -30,7 +30,8 @@ class DataSpec:
     tokenizer it keeps. Chat data always keeps the base run's tokenizer (plus the role
     tokens) and scores response tokens only; ``packing`` puts several turns in one row.
     ``full_batch`` trains a task on its whole train split each step (modular addition, as
-    in the grokking papers).
+    in the grokking papers). ``train_tokens`` keeps only the start of a text's training
+    split (the scaling sweeps' data fractions).
     """
 
     task: str | None = None
@@ -41,6 +42,9 @@ class DataSpec:
     bpe_vocab_size: int = checked(512, gt=256, hint="a BPE vocabulary holds the 256 bytes "
                                                     "plus at least one merge")
     val_fraction: float = checked(0.1, gt=0, lt=1)
+    # Text: train on only the first this many tokens of the training split (None: all of
+    # it), so runs on less data keep the same tokenizer and validation set.
+    train_tokens: int | None = checked(None, ge=2)
     n_stories: int = checked(3000, ge=1)  # corpus="stories": how many generated stories
     chat: str | None = None
     n_instructions: int = checked(4000, ge=2)  # chat="stories-instructions": how many
@@ -55,6 +59,9 @@ class DataSpec:
                 f"data needs exactly one of task, text, corpus or chat; got {given or 'none'}."
                 " Pass e.g. --task reverse, --data input.txt or --corpus shakespeare"
             )
+        if self.train_tokens is not None and (self.task is not None or self.chat is not None):
+            raise ValueError("train_tokens limits a text corpus; a task or chat data has no "
+                             "token stream to cut: drop train_tokens")
         if self.full_batch and self.task is None:
             raise ValueError("full_batch needs a task (text corpora are sampled in windows)")
 

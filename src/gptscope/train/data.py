@@ -206,6 +206,11 @@ def build_data(spec: DataSpec, model_cfg: ModelConfig, tokenizer: Any = None) ->
     # Kept in memory (the corpora here are a few MB); TokenFile gives split and get_batch.
     tokens = TokenFile(Path("<memory>"), ids, {"vocab_size": tokenizer.vocab_size})
     train, val = tokens.split(spec.val_fraction)
+    if spec.train_tokens is not None:
+        if spec.train_tokens > len(train):
+            raise ValueError(f"train_tokens={spec.train_tokens} but the training split holds "
+                             f"{len(train)} tokens; lower it or leave it None (all of them)")
+        train = TokenFile(train.path, train.tokens[:spec.train_tokens], train.meta)
     return TextData(train, val, tokenizer, model_cfg.n_ctx)
 
 

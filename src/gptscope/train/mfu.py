@@ -1,10 +1,17 @@
 """Model FLOPs utilisation (MFU): achieved training FLOP/s over the machine's peak.
 
-FLOPs per trained token follow the PaLM paper (Chowdhery et al. 2022, appendix B):
+The convention, stated once (the scaling lab and the course use these functions):
+FLOPs per trained token follow the PaLM paper (Chowdhery et al. 2022, appendix B),
 ``6 N + 12 L H Q T``, where N is the number of matmul parameters, L layers, H heads, Q the
-head size and T the sequence length. 6N counts the forward (2N) and backward (4N) matmuls
-with the weights; 12 L H Q T counts the attention score and value matmuls. We take N as the
-block matrices plus the unembedding (it is a real matmul; the embedding lookups are not).
+head size and T the sequence length. A forward pass costs a third of that, ``2 N + 4 L H Q
+T``: one multiply and one add per weight per token (2N), and per layer and head the scores
+``q . k`` and the weighted sum of values, each Q multiply-adds for each of T positions. The
+backward pass costs twice the forward (gradients for the inputs and for the weights). We
+take N as the block matrices plus the unembedding (a real matmul, tied to the embedding or
+not; the embedding lookups are not); biases, norms and the softmax are left out, as in
+Kaplan et al. 2020 and PaLM. The attention term is not halved for the causal mask: the
+kernels compute the masked half too. Kaplan's ``C = 6 N D`` is this count without the
+attention term (``attention=False``), with N excluding the unembedding (``N_kaplan``).
 
 Peak: on CUDA, the datasheet dense bf16 number of the GPU (a small table); on CPU, or a GPU
 missing from the table, a measured best-of-several large matmul, cached per process.
@@ -38,11 +45,29 @@ GPU_BF16_PEAK = {
 _MEASURED: dict[tuple[str, str], float] = {}
 
 
-def flops_per_token(cfg: ModelConfig, seq_len: int | None = None) -> float:
-    """Training FLOPs per token, ``6 N + 12 L H Q T`` (PaLM, appendix B)."""
+def matmul_params(cfg: ModelConfig) -> int:
+    """N of the FLOP count: the blocks' weight matrices plus the unembedding."""
+    return cfg.n_params + cfg.d_model * cfg.d_vocab
+
+
+def forward_flops_per_token(cfg: ModelConfig, seq_len: int | None = None,
+                            attention: bool = True) -> float:
+    """Forward-pass FLOPs per token, ``2 N + 4 L H Q T`` (``2 N`` with attention=False).
+
+    T is ``seq_len`` (default ``cfg.n_ctx``): the mean over a full window of the context
+    each position attends over is T / 2 for a causal model, but the kernels do all T.
+    """
     t = cfg.n_ctx if seq_len is None else seq_len
-    n = cfg.n_params + cfg.d_model * cfg.d_vocab
-    return 6.0 * n + 12.0 * cfg.n_layers * cfg.n_heads * cfg.d_head * t
+    if t < 1:
+        raise ValueError(f"seq_len must be >= 1, got {t}; pass the training window length")
+    attn = 4.0 * cfg.n_layers * cfg.n_heads * cfg.d_head * t if attention else 0.0
+    return 2.0 * matmul_params(cfg) + attn
+
+
+def flops_per_token(cfg: ModelConfig, seq_len: int | None = None,
+                    attention: bool = True) -> float:
+    """Training FLOPs per token, ``6 N + 12 L H Q T`` (PaLM, appendix B): forward + backward."""
+    return 3.0 * forward_flops_per_token(cfg, seq_len, attention)
 
 
 def measure_matmul_peak(

@@ -22,6 +22,7 @@ from .html import Visual
 from .logit_lens import LogitLensTable
 from .png import save_png
 from .report import Report
+from .scatter import ScatterChart
 from .tokens import ColoredTokens
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "LineChart",
     "LogitLensTable",
     "Report",
+    "ScatterChart",
     "Visual",
     "find_chromium",
     "render_in_browser",

@@ -127,6 +127,7 @@
   gs.renderers.bars = gs.renderers.static;
   gs.renderers.histogram = gs.renderers.static;
   gs.renderers.logitlens = gs.renderers.static;
+  gs.renderers.scatter = gs.renderers.static;  // hover texts are SVG <title>s
 
   // Line charts: a vertical guide and the values of every series at the nearest x.
   gs.renderers.line = function (root, data) {

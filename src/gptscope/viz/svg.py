@@ -34,7 +34,11 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
 
 
 def log_ticks(lo: float, hi: float) -> list[float]:
-    """Powers of ten in [lo, hi]; adds 2x and 5x when the range spans under two decades."""
+    """Powers of ten in [lo, hi]; adds 2x and 5x when the range spans under two decades, and
+    gives evenly spaced round values when it spans under a factor of 5 (a loss axis from 1.8
+    to 2.8 would otherwise show one tick)."""
+    if hi < 5 * lo:
+        return [t for t in nice_ticks(lo, hi, 4) if t > 0]
     a, b = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
     mults = (1, 2, 5) if b - a <= 2 else (1,)
     out = [m * 10.0**e for e in range(a, b + 1) for m in mults]
@@ -83,9 +87,11 @@ class Axes:
         x_range: tuple[float, float],
         y_range: tuple[float, float],
         log_y: bool = False,
+        log_x: bool = False,
     ) -> None:
         self.left, self.top, self.width, self.height = box
-        self.x0, self.x1 = x_range
+        self.log_x = log_x
+        self.x0, self.x1 = (math.log10(v) for v in x_range) if log_x else x_range
         if self.x1 == self.x0:
             self.x0, self.x1 = self.x0 - 0.5, self.x1 + 0.5
         self.log_y = log_y
@@ -97,6 +103,8 @@ class Axes:
         self.y0, self.y1 = y0, y1
 
     def px(self, x: float) -> float:
+        if self.log_x:
+            x = math.log10(x)
         return self.left + (x - self.x0) / (self.x1 - self.x0) * self.width
 
     def py(self, y: float) -> float:
@@ -127,7 +135,9 @@ class Axes:
                 f'<text x="{self.left - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end" '
                 f'fill="#5f6b7a">{escape(fmt(t))}</text>'
             )
-        if x_ticks is None:
+        if x_ticks is None and self.log_x:
+            x_ticks = log_ticks(10**self.x0, 10**self.x1)
+        elif x_ticks is None:
             x_ticks = nice_ticks(self.x0, self.x1, 6)
         labels = x_tick_labels or [fmt(t) for t in x_ticks]
         for t, lab in zip(x_ticks, labels, strict=True):
