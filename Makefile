@@ -23,7 +23,7 @@ demo: $(STAMP)
 # CPU (tests/README.md has their spread over kernels, threads and seeds). Each pytest uses
 # one torch thread, so two lanes share the two cores: lane 2 takes the learned tests of the
 # folders below, lane 1 the rest of the suite and then every other learned test.
-LANE2 := tests/steering tests/report tests/align tests/interp
+LANE2 := tests/steering tests/report tests/align tests/interp tests/train
 test: $(STAMP) browser
 	@ATEN_CPU_CAPABILITY=default $(BIN)/python -m pytest -m learned -p no:cacheprovider \
 	    $(LANE2) > $(VENV)/learned-lane2.log 2>&1 & lane2=$$!; \

@@ -205,7 +205,7 @@ class PPOData:
         loss, clipped = ppo_clip_loss(logp, old, advantages, mask, self.cfg.clip)
         if self.cfg.value_head:
             v_loss = value_loss(values.float(), micro[4], micro[5], mask, self.cfg.clip)
-            self._update_stats["value_loss"].append(float(v_loss))
+            self._update_stats["value_loss"].append(float(v_loss.detach()))
             loss = loss + self.cfg.vf_coef * v_loss
         record_update(self._update_stats, logp, old, logits, mask, clipped)
         return loss * mask.sum()
