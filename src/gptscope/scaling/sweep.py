@@ -181,7 +181,7 @@ def train_point(sweep: Sweep, point: Point, factor: float | None = None) -> dict
         "name": point.name, "width": point.width, "depth": point.depth,
         "fraction": point.fraction, "seed": point.seed, "lr_factor": lr_factor,
         "lr": train_cfg.lr, "n_params": cfg.n_params, "tokens": tokens,
-        "flops": flops_per_token(cfg, cfg.n_ctx) * tokens,
+        "flops": sweep.flops(point),
         "val_loss": math.nan if diverged else summary["val_loss"],
         "mfu": summary["mfu"], "seconds": time.perf_counter() - start,
         "run": str(run.relative_to(sweep.folder)),
@@ -291,12 +291,16 @@ def seconds_per_step(cfg: ModelConfig, batch_size: int, repeats: int = 3) -> flo
     return sorted(times[1:])[len(times[1:]) // 2]
 
 
-def estimate_seconds(sweep: Sweep, points: Iterable[Point], jobs: int = 1) -> dict[str, float]:
+def estimate_seconds(sweep: Sweep, points: Iterable[Point], jobs: int = 1,
+                     step_times: dict[tuple[int, int], float] | None = None
+                     ) -> dict[str, float]:
     """Estimated seconds per point name (timed steps of each shape, times its steps, plus
-    its evaluation) and "total" (the sum over ``jobs`` processes)."""
+    its evaluation) and "total" (the sum over ``jobs`` processes). ``step_times`` keeps the
+    timed step of each (width, depth) across calls, so each shape is timed once."""
     import torch
 
-    spec, per_shape, out = sweep.spec, {}, {"total": 0.0}
+    spec, out = sweep.spec, {"total": 0.0}
+    per_shape = {} if step_times is None else step_times
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the points train
     try:
@@ -317,9 +321,9 @@ def fit_to_budget(spec: SweepSpec, budget_s: float, jobs: int = 1
     """``spec`` cut down until its estimated time fits ``budget_s``: each cut drops the
     largest width or the largest data fraction, whichever saves more, keeping at least two
     of each. Returns the grid and what was dropped; refuses when even that is too long."""
-    sweep, dropped = Sweep.plan(".", spec), []
+    sweep, dropped, step_times = Sweep.plan(".", spec), [], {}
     while True:
-        estimate = estimate_seconds(sweep, sweep.spec.points, jobs)["total"]
+        estimate = estimate_seconds(sweep, sweep.spec.points, jobs, step_times)["total"]
         if estimate <= budget_s:
             return sweep.spec, dropped
         cuts = {}
@@ -333,8 +337,10 @@ def fit_to_budget(spec: SweepSpec, budget_s: float, jobs: int = 1
                 f"even {len(sweep.spec.points)} points ({sweep.spec.widths} wide, data "
                 f"{sweep.spec.data_fractions}) need about {_duration(estimate)}, over the "
                 f"budget of {_duration(budget_s)}; raise --budget or try --preset tiny")
-        saved = {axis: estimate - estimate_seconds(Sweep.plan(".", cut), cut.points,
-                                                    jobs)["total"]
+        # A cut grid has the same corpus: reuse its token count instead of re-tokenizing.
+        saved = {axis: estimate - estimate_seconds(
+                     Sweep(sweep.folder, cut, sweep.available, sweep.d_vocab), cut.points,
+                     jobs, step_times)["total"]
                  for axis, cut in cuts.items()}
         axis = max(saved, key=saved.get)
         dropped.append(f"{axis[:-1]} {max(getattr(sweep.spec, axis))}")
