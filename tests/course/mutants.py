@@ -24,13 +24,11 @@ from gptscope.course.solutions import (
 from gptscope.course.solutions import (
     lesson09_induction as s09,
 )
-from gptscope.course.solutions import (
-    lesson13_scaling as s13,
-)
 from gptscope.model import functional as gf
 from gptscope.steering import SteeringVector
 
 from .mutants_assistant import MUTANTS as ASSISTANT_MUTANTS
+from .mutants_scaling import MUTANTS as SCALING_MUTANTS
 
 # -- lesson 1
 
@@ -486,33 +484,6 @@ def sae_no_coeff(x, x_hat, acts, l1_coefficient):
     return mse + l1, mse, l1
 
 
-# -- lesson 13
-
-
-def flops_forward_only(cfg, seq_len=None):
-    t = cfg.n_ctx if seq_len is None else seq_len
-    n = cfg.n_params + cfg.d_model * cfg.d_vocab
-    return 2.0 * n + 4.0 * cfg.n_layers * cfg.n_heads * cfg.d_head * t
-
-
-def flops_no_attention(cfg, seq_len=None):
-    return 6.0 * (cfg.n_params + cfg.d_model * cfg.d_vocab)
-
-
-def flops_no_unembed(cfg, seq_len=None):
-    return s13.flops_per_token(cfg, seq_len) - 6.0 * cfg.d_model * cfg.d_vocab
-
-
-def power_law_sign(n, loss):
-    a, alpha = s13.fit_power_law(n, loss)
-    return a, -alpha
-
-
-def power_law_log_a(n, loss):
-    a, alpha = s13.fit_power_law(n, loss)
-    return math.log(a), alpha
-
-
 MUTANTS: dict[str, list[tuple[object, str]]] = {
     "mlp_forward": [(mlp_no_relu, "no ReLU"), (mlp_softmax, "return the logits"),
                     (mlp_no_b2, "bias b2 is missing")],
@@ -568,10 +539,6 @@ MUTANTS: dict[str, list[tuple[object, str]]] = {
                         (steer_last_only, "last position only")],
     "sae_loss": [(sae_mse_mean, "averaged over d_in too"), (sae_l1_squared, "uses squares"),
                  (sae_no_abs, "without abs()"), (sae_no_coeff, "forgot the coefficient")],
-    "flops_per_token": [(flops_forward_only, "only the forward pass"),
-                        (flops_no_attention, "attention term"),
-                        (flops_no_unembed, "unembedding")],
-    "fit_power_law": [(power_law_sign, "wrong sign"), (power_law_log_a, "exp(intercept)")],
 }
 
 
@@ -639,9 +606,6 @@ def params_no_pos(cfg):
                                     else 0)
 
 
-def flops_ignores_seq_len(cfg, seq_len=None):
-    return s13.flops_per_token(cfg)
-
 
 def sae_l1_batch_sum(x, x_hat, acts, l1_coefficient):
     mse = (x_hat - x).pow(2).sum(-1).mean()
@@ -680,7 +644,6 @@ MORE = {
     "mlp_backward": [(mlp_backward_sign, "wrong sign")],
     "expected_calibration_error": [(ece_returns_tensor_list, "return a float")],
     "count_params": [(params_no_pos, "position embeddings")],
-    "flops_per_token": [(flops_ignores_seq_len, "seq_len ignored")],
     "sae_loss": [(sae_l1_batch_sum, "l1 summed over the batch")],
     "steering_vector": [(steer_pad_front, "padded with zero rows at the *end*")],
     "logit_lens": [(lens_posts_only, "resid_post of every layer only")],
@@ -689,3 +652,4 @@ MORE = {
 for _exercise, _items in MORE.items():
     MUTANTS[_exercise] += _items
 MUTANTS.update(ASSISTANT_MUTANTS)  # lesson 13b's, kept in their own file
+MUTANTS.update(SCALING_MUTANTS)  # lesson 13's too

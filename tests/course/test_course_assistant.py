@@ -25,14 +25,6 @@ LESSON = load_syllabus().lesson("13b")
 MUTANT_CASES = [(ex, fn, phrase) for ex, items in MUTANTS.items() for fn, phrase in items]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_every_exercise_has_mutants_and_right_answers():
     assert set(MUTANTS) == set(RIGHT_ANSWERS) == set(LESSON.exercises)
     for exercise, items in MUTANTS.items():

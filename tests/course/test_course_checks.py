@@ -15,14 +15,6 @@ SYLLABUS = load_syllabus()
 EXERCISES = [(lesson, ex) for lesson in SYLLABUS.lessons for ex in lesson.exercises]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_every_syllabus_exercise_has_a_check_and_mutants():
     assert set(CHECKS) == set(SYLLABUS.exercises)
     assert set(MUTANTS) == set(SYLLABUS.exercises)

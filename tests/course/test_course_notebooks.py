@@ -55,7 +55,9 @@ def test_notebooks_execute(tmp_path, monkeypatch):
     for i, cell in enumerate(merged.cells):
         cell["id"] = f"c{i}"
     start = time.perf_counter()
-    nbclient.NotebookClient(merged, timeout=300, kernel_name="python3").execute()
+    # The kernel runs in tmp_path: lesson 13's explore cell trains a small sweep into it.
+    nbclient.NotebookClient(merged, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
     took = time.perf_counter() - start
     results = [t for t in _outputs(merged) if t.startswith("CheckResult(")]
     assert len(results) == len(load_syllabus().exercises)
@@ -68,6 +70,11 @@ def test_notebooks_execute(tmp_path, monkeypatch):
     # Lesson 12's explore cell: an SAE trained on the learner's loss finds the true features.
     mmcs = [t for t in _outputs(merged) if "MMCS with the true features" in t]
     assert len(mmcs) == 1 and float(mmcs[0].split("features")[1].split()[0]) > 0.8, mmcs
+    # Lesson 13's: the learner's frontier fit on the shipped sweep matches the library's.
+    fits = [line for t in _outputs(merged) for line in t.splitlines()
+            if line.startswith("cpu-20m: frontier of 11 shapes")]
+    assert len(fits) == 1 and "C^-0.321 (gptscope: C^-0.321" in fits[0], fits
+    assert (tmp_path / "lesson13_sweep" / "done").is_dir()
     passed = {s.lesson.id: s.passed for s in Progress(tmp_path / "home" / "progress.sqlite")
               .status()}
     assert set().union(*passed.values()) == set(load_syllabus().exercises)

@@ -3,11 +3,13 @@
 import json
 import math
 import shutil
+import sys
 
 import pytest
 
 from gptscope import ModelConfig
 from gptscope.scaling import Sweep, SweepSpec, parse_grid, results, run_sweep
+from gptscope.scaling.executors import run_elsewhere
 from gptscope.scaling.grid import Point, get_sweep_preset, model_config, train_config
 from gptscope.scaling.sweep import parse_duration
 from gptscope.train import flops_per_token
@@ -23,6 +25,17 @@ def tiny() -> SweepSpec:
 def swept(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sweep") / "s"
     return folder, run_sweep(folder, tiny(), show_progress=False)
+
+
+def unfinished_copy(swept, tmp_path, left):
+    """A copy of the swept folder with the points of the rows ``left`` untrained again."""
+    folder, _ = swept
+    copy = tmp_path / "s"
+    shutil.copytree(folder, copy)
+    for row in left:
+        (copy / "done" / f"{row['name']}.json").unlink()
+        shutil.rmtree(copy / row["run"])
+    return copy
 
 
 def test_every_point_is_an_ordinary_run_folder_with_its_result(swept):
@@ -77,12 +90,9 @@ def test_a_killed_sweep_continues_without_rerunning_finished_points(swept, tmp_p
 
 
 def test_jobs_train_points_in_processes_with_the_same_results(swept, tmp_path):
-    folder, rows = swept
-    copy = tmp_path / "s"
-    shutil.copytree(folder, copy)
-    for row in rows[:2]:  # two points left to train, one `gptscope scaling point` each
-        (copy / "done" / f"{row['name']}.json").unlink()
-        shutil.rmtree(copy / row["run"])
+    _, rows = swept
+    # two points left to train, one `gptscope scaling point` each
+    copy = unfinished_copy(swept, tmp_path, rows[:2])
     again = run_sweep(copy, tiny(), jobs=2, show_progress=False)
     assert (copy / rows[0]["run"] / "model.safetensors").is_file()
     assert [r["val_loss"] for r in again] == [r["val_loss"] for r in rows]
@@ -147,20 +157,46 @@ def test_results_of_an_unfinished_sweep_are_the_finished_points(swept, tmp_path)
 
 def test_submitit_runs_each_point_as_its_own_job(swept, tmp_path):
     # submitit is in the dev extra (optional for users)
-    folder, rows = swept
-    copy = tmp_path / "s"
-    shutil.copytree(folder, copy)
-    row = rows[1]
-    (copy / "done" / f"{row['name']}.json").unlink()
-    shutil.rmtree(copy / row["run"])
+    _, rows = swept
+    copy = unfinished_copy(swept, tmp_path, rows[1:2])
     again = run_sweep(copy, tiny(), show_progress=False, executor="submitit-local")
     assert (copy / "submitit").is_dir()  # the engine's own job folder
     assert [r["val_loss"] for r in again] == [r["val_loss"] for r in rows]
 
 
-def test_unknown_executor_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="executor 'ray' is not one of local, slurm"):
-        run_sweep(tmp_path / "s", tiny(), executor="ray")
+def test_ray_runs_each_point_as_its_own_task(swept, tmp_path, monkeypatch):
+    # ray is in the dev extra (optional for users); no RAY_ADDRESS: a ray started here
+    import ray
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    _, rows = swept
+    copy = unfinished_copy(swept, tmp_path, rows[1:2])
+    again = run_sweep(copy, tiny(), show_progress=False, executor="ray")  # one CPU
+    assert not ray.is_initialized()  # the ray it started is shut down
+    assert (copy / rows[1]["run"] / "model.safetensors").is_file()
+    assert [r["val_loss"] for r in again] == [r["val_loss"] for r in rows]
+
+
+def test_a_failed_ray_task_names_its_point_and_leaves_the_users_ray(tmp_path):
+    import ray
+
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        point = tiny().points[0]
+        with pytest.raises(ValueError, match=f"point {point.name} failed under ray .*"
+                                             "not a sweep folder"):
+            run_elsewhere(tmp_path, [(point, None)], 1, "ray", lambda *_: None)
+        assert ray.is_initialized()  # not this code's ray to shut down
+    finally:
+        ray.shutdown()
+
+
+def test_unknown_executor_and_missing_ray_are_refused_with_the_fix(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="executor 'dask' is not one of local, .*, ray"):
+        run_sweep(tmp_path / "s", tiny(), executor="dask")
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    with pytest.raises(ImportError, match="--executor ray needs ray: pip install ray"):
+        run_elsewhere(tmp_path, [(tiny().points[0], None)], 1, "ray", lambda *_: None)
 
 
 def test_budget_cuts_a_presets_grid_and_the_rerun_continues_it(tmp_path, capsys):

@@ -1,4 +1,5 @@
-"""`gptscope scaling sweep|point|report|trends`: scaling laws measured on your own sweeps."""
+"""`gptscope scaling sweep|point|report|digits|trends`: scaling laws measured on your own
+sweeps."""
 
 from __future__ import annotations
 
@@ -69,6 +70,23 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _digits(args: argparse.Namespace) -> int:
+    from gptscope.report.scaling import fit_summary
+    from gptscope.scaling.analysis import analyse
+    from gptscope.scaling.digits import AXES, DigitsSpec, parse_axis, run_digits
+
+    changes = {a: parse_axis(a, getattr(args, a)) for a in AXES if getattr(args, a)}
+    changes |= {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),
+                                  ("lr_scale", args.lr_scale)) if v is not None}
+    spec = DigitsSpec.from_dict(changes)
+    rows = run_digits(args.out, spec)
+    summary = fit_summary(analyse(rows, n_boot=args.n_boot, data_key="images_seen"))
+    print(json.dumps(summary, indent=2))
+    print(f"{len(rows)} points in {args.out} (D: images seen, {spec.epochs} epoch(s) of each "
+          "point's share of the training split)")
+    return 0
+
+
 def _trends(args: argparse.Namespace) -> int:
     from gptscope.scaling.trends import era_doubling_times
 
@@ -107,7 +125,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "and one thread each")
     s.add_argument("--executor", default="local", choices=EXECUTORS,
                    help="local (this machine, --jobs processes); slurm (one submitit job per "
-                        "point); submitit-local (the submitit path, run here)")
+                        "point); submitit-local (the submitit path, run here); ray (one "
+                        "task per point on RAY_ADDRESS's cluster, else on --jobs CPUs here)")
     s.add_argument("--budget", default=None, help="e.g. 20m: the preset's grid shrinks to fit "
                    "it; a --grid estimated to take longer is refused")
     s.set_defaults(func=_sweep)
@@ -125,6 +144,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples (200)")
     r.add_argument("--out", default=None, help="HTML file (default SWEEP/report.html)")
     r.set_defaults(func=_report)
+    d = sub.add_parser("digits", help="the curriculum's version: small CNNs on the bundled "
+                                      "8x8 digits (resumable: rerun to continue)")
+    d.add_argument("--out", required=True, help="the folder for digits.json and done/")
+    d.add_argument("--widths", nargs="+", help="channels, e.g. 4 6 8 11 16 (x sqrt 2)")
+    d.add_argument("--fractions", nargs="+", help="shares of the training split, e.g. 1/16 "
+                   "1/8 1/4 1/2 1")
+    d.add_argument("--seeds", nargs="+", help="e.g. 0 1 2")
+    d.add_argument("--epochs", type=int, default=None, help="passes over each point's "
+                   "images (4)")
+    d.add_argument("--batch-size", type=int, default=None, help="images per step (8)")
+    d.add_argument("--lr-scale", type=float, default=None, help="each layer's Adam lr is "
+                   "lr_scale / sqrt(fan_in) (0.1)")
+    d.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples (200)")
+    d.set_defaults(func=_digits)
     t = sub.add_parser("trends", help="doubling time of training compute per era, from the "
                                       "bundled table of notable systems")
     t.add_argument("--n-boot", type=int, default=1000)

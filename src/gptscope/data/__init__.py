@@ -5,10 +5,12 @@
 - `stories`: a tiny generated story corpus with sentiment, agreement and IOI labels.
 - `corpus`: `TokenFile`, a text encoded once into a memory-mapped token array.
 - `corpora`: bundled public-domain text (Shakespeare).
+- `images`: small 8x8 image sets (generated glyphs; scikit-learn's bundled digits).
 """
 
 from gptscope.data.corpora import load_shakespeare, shakespeare_path
 from gptscope.data.corpus import TokenFile
+from gptscope.data.images import digits, glyph_split, glyphs
 from gptscope.data.stories import (
     Span,
     Story,
@@ -48,7 +50,10 @@ __all__ = [
     "Task",
     "TokenFile",
     "classify_sentiment",
+    "digits",
     "generate_stories",
+    "glyph_split",
+    "glyphs",
     "label_tokens",
     "load_shakespeare",
     "make_task",

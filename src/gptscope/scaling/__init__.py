@@ -1,5 +1,6 @@
 """Scaling laws measured on your own sweeps: FLOP accounting, resumable sweeps of tiny
-models, compute frontiers, IsoFLOP curves, Chinchilla-style fits and compute trends."""
+models, compute frontiers, IsoFLOP curves, Chinchilla-style fits and compute trends; and the
+curriculum's own study, small CNNs on the bundled digits (`gptscope.scaling.digits`)."""
 
 from gptscope.scaling.chinchilla import (
     ChinchillaFit,
@@ -17,6 +18,7 @@ from gptscope.scaling.fits import (
     optimal_size_law,
 )
 from gptscope.scaling.grid import Point, SweepSpec, get_sweep_preset, parse_grid
+from gptscope.scaling.saved import SavedSweep, load_saved_sweep, save_sweep, saved_sweeps
 from gptscope.scaling.sweep import Sweep, estimate_seconds, results, run_sweep, train_point
 from gptscope.train.mfu import flops_per_token, forward_flops_per_token, matmul_params
 
@@ -25,6 +27,7 @@ __all__ = [
     "IsoFLOP",
     "Point",
     "PowerLaw",
+    "SavedSweep",
     "Sweep",
     "SweepSpec",
     "bootstrap",
@@ -37,11 +40,14 @@ __all__ = [
     "forward_flops_per_token",
     "get_sweep_preset",
     "isoflop_curves",
+    "load_saved_sweep",
     "matmul_params",
     "mean_over_seeds",
     "optimal_size_law",
     "parse_grid",
     "results",
     "run_sweep",
+    "save_sweep",
+    "saved_sweeps",
     "train_point",
 ]

@@ -35,15 +35,16 @@ class Shapes:
 
     keys: list[tuple[int, int, float]]
     n_params: np.ndarray
-    tokens: np.ndarray
+    tokens: np.ndarray  # D, the data seen: tokens, or images for the digits
     flops: np.ndarray
     loss: np.ndarray  # mean over seeds
     seed_losses: list[np.ndarray]  # each shape's losses, one per seed
 
 
-def shapes(rows: Sequence[dict[str, Any]]) -> Shapes:
+def shapes(rows: Sequence[dict[str, Any]], data_key: str = "tokens") -> Shapes:
     """Group result rows (`gptscope.scaling.results`) by shape; diverged runs are left out
-    with a warning that names them."""
+    with a warning that names them. ``data_key``: the field that counts the data seen, D
+    ("images_seen" for `gptscope.scaling.digits`)."""
     bad = [r["name"] for r in rows if not math.isfinite(r["val_loss"])]
     if bad:
         warnings.warn(f"left out {len(bad)} diverged run(s): {', '.join(bad)}", stacklevel=2)
@@ -56,7 +57,7 @@ def shapes(rows: Sequence[dict[str, Any]]) -> Shapes:
                          "fits need two or more (finish the sweep, or add points)")
     first = [v[0] for v in by.values()]
     return Shapes(list(by), np.array([r["n_params"] for r in first], dtype=np.float64),
-                  np.array([r["tokens"] for r in first], dtype=np.float64),
+                  np.array([r[data_key] for r in first], dtype=np.float64),
                   np.array([r["flops"] for r in first], dtype=np.float64),
                   np.array([np.mean([r["val_loss"] for r in v]) for v in by.values()]),
                   [np.array([r["val_loss"] for r in v]) for v in by.values()])
@@ -82,9 +83,10 @@ def _interval(values: list[float]) -> tuple[float, float]:
 
 
 def analyse(rows: Sequence[dict[str, Any]], n_boot: int = 200, seed: int = 0,
-            show_progress: bool = False) -> Analysis:
-    """Every fit of the scaling report, with 95% intervals from ``n_boot`` resamples."""
-    s = shapes(rows)
+            show_progress: bool = False, data_key: str = "tokens") -> Analysis:
+    """Every fit of the scaling report, with 95% intervals from ``n_boot`` resamples
+    (``data_key``: see `shapes`)."""
+    s = shapes(rows, data_key)
     front = compute_frontier(s.flops, s.loss)
     notes = []
     if front.size < 2:

@@ -213,8 +213,8 @@ def run_sweep(folder: str | Path, spec: SweepSpec, jobs: int = 1,
 
     ``jobs`` > 1 trains that many points at once, each in its own process (one thread
     each). ``budget_s`` refuses a grid whose estimated time (`estimate_seconds`) exceeds it.
-    ``executor`` "slurm" submits each point to Slurm through submitit (see
-    `gptscope.scaling.executors`); the budget then counts one machine's time.
+    ``executor`` "slurm" submits each point to Slurm through submitit, "ray" to a Ray
+    cluster (see `gptscope.scaling.executors`); the budget then counts one machine's time.
     """
     from gptscope.scaling.executors import check_executor
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from gptscope.course.checks import alignment, attention, basics, gpt, interp, rlhf
+from gptscope.course.checks import alignment, attention, basics, gpt, interp, rlhf, scaling
 from gptscope.course.result import CheckResult
 
 CHECKS: dict[str, Callable[[Any], CheckResult]] = {
     name[len("check_"):]: fn
-    for module in (basics, attention, gpt, interp, alignment, rlhf)
+    for module in (basics, attention, gpt, interp, scaling, alignment, rlhf)
     for name, fn in vars(module).items()
     if name.startswith("check_") and callable(fn)
 }

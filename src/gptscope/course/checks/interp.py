@@ -1,4 +1,4 @@
-"""Checks for lessons 8-13: logit lens, induction, patching, probes, steering, SAEs, scaling."""
+"""Checks for lessons 8-12: logit lens, induction, patching, probes, steering, SAEs."""
 
 # The wrong-variant lambdas are called by compare() in the same loop iteration that makes
 # them, so the late binding B023 warns about cannot bite.
@@ -6,14 +6,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from gptscope.config import ModelConfig
-from gptscope.course import datasets
 from gptscope.course.checks._common import Mismatch, call, compare, randn, run_check
 from gptscope.course.result import CheckResult
 from gptscope.interp import accumulated_resid, activation_patching, pattern_scores
@@ -21,7 +19,6 @@ from gptscope.interp.heads import detection_pattern
 from gptscope.model.transformer import Transformer
 from gptscope.sae import sae_loss
 from gptscope.steering import SteeringVector
-from gptscope.train.mfu import flops_per_token
 
 
 def interp_model(seed: int = 0, n_layers: int = 2) -> Transformer:
@@ -262,90 +259,3 @@ def check_sae_loss(fn: Callable[..., Any]) -> CheckResult:
             cases.append(case)
         return cases
     return run_check("sae_loss", body)
-
-
-# -- lesson 13 --------------------------------------------------------------------------------
-
-def check_flops_per_token(fn: Callable[..., Any]) -> CheckResult:
-    def body() -> list[str]:
-        cases = []
-        for cfg, t in [(ModelConfig(n_layers=12, d_model=768, n_heads=12, d_vocab=50257,
-                                    n_ctx=1024), None),
-                       (ModelConfig(n_layers=2, d_model=64, n_heads=4, d_vocab=100, n_ctx=64),
-                        32),
-                       (ModelConfig(n_layers=3, d_model=48, n_heads=6, d_vocab=10, n_ctx=16,
-                                    attn_only=True), None)]:
-            want = flops_per_token(cfg, t)
-            got = call(fn, cfg) if t is None else call(fn, cfg, t)
-            try:
-                got = float(got)
-            except (TypeError, ValueError) as e:
-                raise Mismatch(f"return a float, got {type(got).__name__}") from e
-            case = (f"n_layers={cfg.n_layers}, d_model={cfg.d_model}, seq_len="
-                    f"{t or cfg.n_ctx}, attn_only={cfg.attn_only}")
-            if math.isclose(got, want, rel_tol=1e-6):
-                cases.append(f"{case}: {want:.4g}")
-                continue
-            seq = cfg.n_ctx if t is None else t
-            n = cfg.n_params + cfg.d_model * cfg.d_vocab
-            attn = 12.0 * cfg.n_layers * cfg.n_heads * cfg.d_head * seq
-            hints = {
-                "only the forward pass counted (2N); training is 6N (forward + backward)":
-                    2.0 * n + attn / 3,
-                "forward-only for N (2N) with the full attention term": 2.0 * n + attn,
-                "the attention term 12 L H Q T is missing": 6.0 * n,
-                "the unembedding (d_model * d_vocab) is missing from N":
-                    6.0 * cfg.n_params + attn,
-                "the embedding was counted as a matmul too; N is the blocks plus the "
-                "unembedding only": 6.0 * (n + cfg.d_model * cfg.d_vocab) + attn,
-                "seq_len ignored: T is the seq_len argument (n_ctx only by default)":
-                    6.0 * n + 12.0 * cfg.n_layers * cfg.n_heads * cfg.d_head * cfg.n_ctx,
-            }
-            for message, value in hints.items():
-                if math.isclose(got, value, rel_tol=1e-6) and value != want:
-                    raise Mismatch(message, [f"case: {case}"])
-            raise Mismatch(f"{case}: got {got:.6g}, expected {want:.6g}")
-        return cases
-    return run_check("flops_per_token", body)
-
-
-def reference_power_law(n: torch.Tensor, loss: torch.Tensor) -> tuple[float, float]:
-    """Least squares on log loss = log a - alpha log n."""
-    x, y = n.double().log(), loss.double().log()
-    A = torch.stack([torch.ones_like(x), x], 1)
-    sol = torch.linalg.lstsq(A, y[:, None]).solution[:, 0]
-    return math.exp(sol[0].item()), -sol[1].item()
-
-
-def check_fit_power_law(fn: Callable[..., Any]) -> CheckResult:
-    def body() -> list[str]:
-        cases = []
-        for seed, a, alpha in [(0, 40.0, 0.3), (1, 12.0, 0.076)]:
-            n, loss = datasets.scaling_sweep(seed=seed, a=a, alpha=alpha)
-            want_a, want_alpha = reference_power_law(n, loss)
-            got = call(fn, n.clone(), loss.clone())
-            if not isinstance(got, (tuple, list)) or len(got) != 2:
-                raise Mismatch("return a tuple (a, alpha)")
-            ga, galpha = float(got[0]), float(got[1])
-            case = f"sweep seed {seed} (true a={a}, alpha={alpha})"
-            if math.isclose(galpha, want_alpha, rel_tol=1e-3) and \
-                    math.isclose(ga, want_a, rel_tol=1e-3):
-                cases.append(f"{case}: a={ga:.3g}, alpha={galpha:.3g}")
-                continue
-            if math.isclose(galpha, -want_alpha, rel_tol=1e-3):
-                raise Mismatch("the exponent has the wrong sign: loss = a * n^(-alpha), so "
-                               "alpha is minus the slope", [f"case: {case}"])
-            if math.isclose(galpha, want_alpha, rel_tol=1e-3):
-                if math.isclose(ga, math.log(want_a), rel_tol=1e-3):
-                    raise Mismatch("returned the intercept log(a); a = exp(intercept)",
-                                   [f"case: {case}"])
-                if math.isclose(ga, 10 ** math.log(want_a), rel_tol=1e-3):
-                    raise Mismatch("mixed logarithm bases: the fit used natural logs but "
-                                   "a was computed as 10**intercept", [f"case: {case}"])
-            raise Mismatch(f"{case}: got a={ga:.4g}, alpha={galpha:.4g}; expected "
-                           f"a={want_a:.4g}, alpha={want_alpha:.4g} (fit a line in log-log "
-                           "space)", [f"case: {case}"])
-        return cases
-    return run_check("fit_power_law", body)
-
-

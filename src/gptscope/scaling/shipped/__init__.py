@@ -1,0 +1,1 @@
+"""Finished sweeps shipped with gptscope (see ``gptscope.scaling.saved``)."""
