@@ -25,7 +25,7 @@ demo: $(STAMP)
 # (their trained fixtures, the stories base and the demo model, are then built once) and
 # the learned tests of LANE2; lane 1 the rest of the suite and then every other learned test.
 WHOLE2 := tests/align tests/report/test_demo.py
-LANE2 := tests/steering tests/report tests/interp tests/train
+LANE2 := tests/steering tests/report
 test: $(STAMP) browser
 	@( ATEN_CPU_CAPABILITY=default $(BIN)/python -m pytest -p no:cacheprovider $(WHOLE2); \
 	   whole=$$?; ATEN_CPU_CAPABILITY=default $(BIN)/python -m pytest -m learned \

@@ -653,3 +653,5 @@ for _exercise, _items in MORE.items():
     MUTANTS[_exercise] += _items
 MUTANTS.update(ASSISTANT_MUTANTS)  # lesson 13b's, kept in their own file
 MUTANTS.update(SCALING_MUTANTS)  # lesson 13's too
+# Their own test files check these more strictly (each its own message, right answers too).
+TESTED_ELSEWHERE = set(ASSISTANT_MUTANTS) | set(SCALING_MUTANTS)

@@ -61,12 +61,6 @@ def test_right_answer_written_differently_passes(exercise, answer):
     assert result.passed, str(result)
 
 
-@pytest.mark.parametrize("exercise", LESSON.exercises)
-def test_reference_solution_passes(exercise):
-    result = check(exercise, getattr(solution_module(LESSON), exercise))
-    assert result.passed, str(result)
-
-
 ODD_ANSWERS = {"None": lambda *a: None, "a string": lambda *a: "0.3",
                "a list": lambda *a: [1.0, 2.0], "nan": lambda *a: math.nan,
                "a dict": lambda *a: {"x": 1.0}}
@@ -153,9 +147,9 @@ def test_stub_keeps_the_given_code_and_removes_every_exercise():
 def test_the_shipped_sweeps_load_and_the_frontier_fits(tmp_path):
     assert {"cpu-20m", "shakespeare-20m", "shakespeare-20m-dropout"} <= set(saved_sweeps())
     saved = load_saved_sweep("cpu-20m")
-    assert len(saved.rows) == 80 and saved.spec.seeds == [0, 1, 2, 3]
+    assert len(saved.rows) == 96 and saved.spec.seeds == [0, 1, 2, 3]
     table = solution_module(LESSON).sweep_table(saved.rows)
-    assert table["loss"].shape == (20, 4)
+    assert table["loss"].shape == (24, 4)
     shapes = lib_shapes(saved.rows)
     front = lib.compute_frontier(shapes.flops, shapes.loss)
     law = lib.fit_power_law(shapes.flops[front], shapes.loss[front])

@@ -12,6 +12,8 @@ d 32-512, expansion 1-8x and 2-10 active features; raw scales differ by 100x bet
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from bounds import check, seed
@@ -35,10 +37,19 @@ def toy_dictionary(d: int, n_features: int, active: float, n: int, data_seed: in
     return (torch.rand(n, n_features, generator=g) * present) @ features, features
 
 
+# d512 trains for over a minute per kind on the plain kernels: `make test` runs it for relu
+# (the fastest), the other two with GPTSCOPE_SAE_ACCEPTANCE=1 (all three reach MMCS 1.000:
+# docs/sae.md).
+LONG = {(512, "topk"), (512, "jumprelu")}
+RUN_LONG = bool(os.environ.get("GPTSCOPE_SAE_ACCEPTANCE"))
+GRID = [pytest.param(kind, *case, id=f"d{case[0]}x{case[1]}a{case[2]}-{kind}",
+                     marks=[pytest.mark.skipif((case[0], kind) in LONG and not RUN_LONG,
+                                               reason="opt-in: GPTSCOPE_SAE_ACCEPTANCE=1")])
+        for case in CASES for kind in ("relu", "topk", "jumprelu")]
+
+
 @pytest.mark.learned
-@pytest.mark.parametrize("kind", ["relu", "topk", "jumprelu"])
-@pytest.mark.parametrize(("d", "expansion", "active", "scale"), CASES,
-                         ids=[f"d{d}x{e}a{a}" for d, e, a, _ in CASES])
+@pytest.mark.parametrize(("kind", "d", "expansion", "active", "scale"), GRID)
 def test_default_recipe_recovers_toy_dictionary(kind: str, d: int, expansion: int, active: int,
                                                 scale: float) -> None:
     x, features = toy_dictionary(d, d * expansion, active, 20_000, seed(0))

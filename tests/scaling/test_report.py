@@ -71,3 +71,20 @@ def test_nan_losses_are_left_out_by_name(sweeps):
     with pytest.warns(UserWarning, match=f"diverged run.*{rows[0]['name']}"):
         analysis = analyse(rows, n_boot=0)
     assert len(analysis.shapes.keys) == 6  # its other seed still stands for the shape
+
+
+def test_report_draws_a_shipped_sweep_and_a_digits_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["scaling", "report", "cpu-20m", "--n-boot", "10"]) == 0
+    page = (tmp_path / "cpu-20m-report.html").read_text()
+    assert "cpu-20m (shipped)" in page and "zipf_lookup" in page and "d_model 16" in page
+    assert '"points": 14' in capsys.readouterr().out  # the frontier of the 24 shapes
+    digits = tmp_path / "digits"
+    assert main(["scaling", "digits", "--out", str(digits), "--widths", "3", "6",
+                 "--fractions", "0.25", "0.5", "--seeds", "0", "--epochs", "1",
+                 "--n-boot", "10"]) == 0
+    assert main(["scaling", "report", str(digits), "--n-boot", "10"]) == 0
+    page = (digits / "report.html").read_text()
+    assert "channels 6" in page and "images seen" in page and "d_model" not in page
+    with pytest.raises(ValueError, match="is not a sweep"):
+        scaling_report(tmp_path / "nowhere", tmp_path / "x.html")

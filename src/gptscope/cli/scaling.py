@@ -63,7 +63,10 @@ def _point(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from gptscope.report.scaling import scaling_report
 
-    out = Path(args.out or Path(args.sweep) / "report.html")
+    folder = Path(args.sweep)
+    # a folder gets its report inside; a shipped name or saved .json, beside it
+    default = folder / "report.html" if folder.is_dir() else Path(f"{folder.stem}-report.html")
+    out = Path(args.out) if args.out else default
     summary = scaling_report(args.sweep, out, compare=args.compare, n_boot=args.n_boot)
     print(json.dumps(summary, indent=2))
     print(f"wrote {out}")
@@ -83,7 +86,8 @@ def _digits(args: argparse.Namespace) -> int:
     summary = fit_summary(analyse(rows, n_boot=args.n_boot, data_key="images_seen"))
     print(json.dumps(summary, indent=2))
     print(f"{len(rows)} points in {args.out} (D: images seen, {spec.epochs} epoch(s) of each "
-          "point's share of the training split)")
+          f"point's share of the training split); gptscope scaling report {args.out} "
+          "draws them")
     return 0
 
 
@@ -138,11 +142,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="a learning-rate search run at this factor")
     o.set_defaults(func=_point)
     r = sub.add_parser("report", help="fit the sweep and write its offline HTML report")
-    r.add_argument("sweep")
+    r.add_argument("sweep", help="a sweep or digits folder, a saved sweep's .json, or a "
+                   "shipped sweep: cpu-20m, shakespeare-20m, shakespeare-20m-dropout")
     r.add_argument("--compare", default=None, help="a second sweep to draw beside it (e.g. "
                    "the same grid with --dropout 0.2)")
     r.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples (200)")
-    r.add_argument("--out", default=None, help="HTML file (default SWEEP/report.html)")
+    r.add_argument("--out", default=None, help="HTML file (default SWEEP/report.html, or "
+                   "NAME-report.html for a shipped or saved sweep)")
     r.set_defaults(func=_report)
     d = sub.add_parser("digits", help="the curriculum's version: small CNNs on the bundled "
                                       "8x8 digits (resumable: rerun to continue)")

@@ -14,7 +14,7 @@ import numpy as np
 
 from gptscope.scaling.analysis import Analysis, analyse
 from gptscope.scaling.chinchilla import PUBLISHED
-from gptscope.scaling.sweep import Sweep, results
+from gptscope.scaling.sources import Results, open_results
 from gptscope.scaling.trends import era_systems, load_compute_trends
 from gptscope.viz import Report, ScatterChart
 from gptscope.viz._util import fmt
@@ -51,28 +51,32 @@ def fit_summary(a: Analysis) -> dict[str, Any]:
     return out
 
 
-def _loss_vs_compute(a: Analysis, other: Analysis | None, other_name: str) -> ScatterChart:
+def _loss_vs_compute(a: Analysis, other: Analysis | None, other_name: str,
+                     names: Results) -> ScatterChart:
     s = a.shapes
     points: dict[str, Any] = {}
     for width in sorted({k[0] for k in s.keys}):
         idx = [i for i, k in enumerate(s.keys) if k[0] == width]
-        points[f"d_model {width}"] = (s.flops[idx], s.loss[idx], [_label(s, i) for i in idx])
+        points[f"{names.width_name} {width}"] = (s.flops[idx], s.loss[idx],
+                                                 [_label(s, i, names) for i in idx])
     front = a.frontier
     lines = {f"frontier fit: L = {a.frontier_law.scale:.3g} C^{a.frontier_law.exponent:.3f}":
              power_law_line(a.frontier_law.scale, a.frontier_law.exponent, s.flops[front])}
     if other is not None:
         o = other.shapes
-        points[other_name] = (o.flops, o.loss, [_label(o, i) for i in range(len(o.keys))])
+        points[other_name] = (o.flops, o.loss, [_label(o, i, names)
+                                                for i in range(len(o.keys))])
         lines[f"{other_name} frontier fit"] = power_law_line(
             other.frontier_law.scale, other.frontier_law.exponent, o.flops[other.frontier])
     return ScatterChart(points, lines, "training compute C (FLOPs)", "validation loss (nats)",
                         title="loss against compute (seeds averaged)", log_x=True, log_y=True)
 
 
-def _label(s: Any, i: int) -> str:
+def _label(s: Any, i: int, names: Results) -> str:
     width, depth, fraction = s.keys[i]
-    return (f"d_model {width}, {depth} layers, data x{fraction:g}: N {s.n_params[i]:.3g}, "
-            f"D {s.tokens[i]:.3g}, C {s.flops[i]:.3g}, loss {s.loss[i]:.4f}")
+    return (f"{names.width_name} {width}, {depth} layers, data x{fraction:g}: N "
+            f"{s.n_params[i]:.3g}, D {s.tokens[i]:.3g}, C {s.flops[i]:.3g}, loss "
+            f"{s.loss[i]:.4f}")
 
 
 def _isoflop_chart(a: Analysis) -> ScatterChart | None:
@@ -140,25 +144,27 @@ def _fits_table(summary: dict[str, Any]) -> tuple[list[list[str]], list[str]]:
                   "Hoffmann et al. 2022"]
 
 
-def scaling_report(sweep_dir: str | Path, out: str | Path, compare: str | Path | None = None,
+def scaling_report(source: str | Path, out: str | Path, compare: str | Path | None = None,
                    n_boot: int = 200, show_progress: bool = True) -> dict[str, Any]:
-    """Fit ``sweep_dir`` (and ``compare``, drawn beside it) and write the page to ``out``;
-    returns the fitted numbers."""
-    sweep = Sweep.open(sweep_dir)
-    a = analyse(results(sweep), n_boot=n_boot, show_progress=show_progress)
+    """Fit ``source`` (a sweep or digits folder, or a saved sweep: see `open_results`) and
+    ``compare``, drawn beside it, and write the page to ``out``; returns the fitted numbers."""
+    found = open_results(source)
+    a = analyse(found.rows, n_boot=n_boot, show_progress=show_progress,
+                data_key=found.data_key)
     summary = fit_summary(a)
-    other = None
+    other, other_name = None, ""
     if compare is not None:
-        other_sweep = Sweep.open(compare)
-        other = analyse(results(other_sweep), n_boot=n_boot, show_progress=show_progress)
-        summary["compare"] = fit_summary(other) | {"dropout": other_sweep.spec.dropout}
-    report = Report("Scaling sweep", subtitle=f"{sweep.folder} · {sweep.spec.corpus}, "
-                    f"{len(sweep.spec.points)} points, dropout {sweep.spec.dropout}")
+        theirs = open_results(compare)
+        other = analyse(theirs.rows, n_boot=n_boot, show_progress=show_progress,
+                        data_key=theirs.data_key)
+        summary["compare"] = fit_summary(other) | {"dropout": theirs.dropout}
+        other_name = f"dropout {theirs.dropout}" if theirs.dropout != found.dropout else \
+            str(compare)
+    report = Report("Scaling sweep", subtitle=f"{found.title}, dropout {found.dropout}")
     report.add_text("Each dot is one shape (width, depth, data fraction) with its seeds "
-                    "averaged; hover for N (non-embedding parameters), D (tokens seen) and C "
-                    "(FLOPs: 6N + the attention term, PaLM's count, with the unembedding).")
-    report.add(_loss_vs_compute(a, other, f"dropout {other_sweep.spec.dropout}"
-                                if other is not None else ""),
+                    f"averaged; hover for N (parameters), D ({found.data_name}) and C "
+                    f"(FLOPs: {found.flops_note}).")
+    report.add(_loss_vs_compute(a, other, other_name, found),
                caption=f"frontier R^2 {a.frontier_law.r2:.3f} in log-log space")
     report.add_heading("Fits beside the published ones")
     rows, header = _fits_table(summary)

@@ -174,7 +174,7 @@ def frontier_cases() -> list[tuple[str, Tensor, Tensor]]:
     small_c = torch.tensor([1e9, 2e9, 2e9, 4e9, 8e9, 1.6e10], dtype=torch.float64)
     small_l = torch.tensor([[3.0, 3.2], [2.9, 2.7], [2.6, 2.8], [2.9, 2.1], [2.4, 2.6],
                             [2.45, 2.1]], dtype=torch.float64)
-    return [("the shipped cpu-20m sweep (20 shapes x 4 seeds)", compute, loss),
+    return [("the shipped cpu-20m sweep (24 shapes x 4 seeds)", compute, loss),
             ("cpu-20m with its shapes shuffled", compute[perm], loss[perm]),
             ("6 shapes x 2 seeds, two of equal compute", small_c, small_l),
             ("one seed per shape", compute[:12], loss[:12, :1]),

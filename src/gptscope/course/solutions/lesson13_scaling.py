@@ -9,8 +9,8 @@ between N and D with that fit, and read the doubling time off the history of tra
 compute.
 
 The data: ``explore_scaling`` trains a small sweep here in seconds (``gptscope scaling
-sweep --preset tiny``) and loads a larger one shipped with gptscope (``cpu-20m``: 80 runs, 20
-shapes x 4 seeds, 37 minutes on 2 cores), so every fit runs on real measurements.
+sweep --preset tiny``) and loads a larger one shipped with gptscope (``cpu-20m``: 96 runs, 24
+shapes x 4 seeds, two sweeps of about 20 minutes), so every fit runs on real measurements.
 
 Conventions shared by the exercises:
 
