@@ -32,6 +32,8 @@ from gptscope.course.checks._answers import (
 )
 from gptscope.course.checks._common import Mismatch, call, randn, run_check
 from gptscope.course.result import CheckResult
+from gptscope.scaling import fits
+from gptscope.train import mfu
 
 
 def float_answer(value: Any, what: str) -> float:
@@ -61,12 +63,8 @@ def named(got: float, want: float, variants: dict[str, float], case: str,
 # -- flops_per_token and training_flops -----------------------------------------------------
 
 def flops_truth(cfg: ModelConfig, seq_len: int | None = None) -> float:
-    t = cfg.n_ctx if seq_len is None else seq_len
-    return 6.0 * matmul_n(cfg) + 12.0 * cfg.n_layers * cfg.n_heads * cfg.d_head * t
-
-
-def matmul_n(cfg: ModelConfig) -> float:
-    return float(cfg.n_params + cfg.d_model * cfg.d_vocab)
+    """The trainer's own count (``gptscope.train.mfu``): 6 N + 12 L H Q T."""
+    return mfu.flops_per_token(cfg, seq_len)
 
 
 FLOP_CASES = [
@@ -86,7 +84,7 @@ def _label(cfg: ModelConfig, t: int | None) -> str:
 
 def flop_variants(cfg: ModelConfig, t: int | None) -> dict[str, float]:
     seq = cfg.n_ctx if t is None else t
-    n = matmul_n(cfg)
+    n = float(mfu.matmul_params(cfg))
     attn = 12.0 * cfg.n_layers * cfg.n_heads * cfg.d_head * seq
     return {
         "only the forward pass counted (2N); training is 6N (forward + backward)":
@@ -246,11 +244,9 @@ def check_compute_frontier(fn: Callable[..., Any]) -> CheckResult:
 # -- fit_power_law ---------------------------------------------------------------------------
 
 def reference_power_law(n: Tensor, loss: Tensor) -> tuple[float, float]:
-    """Least squares on log loss = log a - alpha log n."""
-    x, y = n.double().log(), loss.double().log()
-    A = torch.stack([torch.ones_like(x), x], 1)
-    sol = torch.linalg.lstsq(A, y[:, None]).solution[:, 0]
-    return math.exp(sol[0].item()), -sol[1].item()
+    """(a, alpha) of ``gptscope.scaling.fit_power_law``: least squares in log-log space."""
+    law = fits.fit_power_law(n.double().numpy(), loss.double().numpy())
+    return law.scale, -law.exponent
 
 
 def linear_space_power_law(n: Tensor, loss: Tensor) -> tuple[float, float]:
