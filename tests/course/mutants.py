@@ -28,6 +28,9 @@ from gptscope.model import functional as gf
 from gptscope.steering import SteeringVector
 
 from .mutants_assistant import MUTANTS as ASSISTANT_MUTANTS
+from .mutants_basics import MUTANTS as BASICS_MUTANTS
+from .mutants_features import MUTANTS as FEATURES_MUTANTS
+from .mutants_gpt import MUTANTS as GPT_MUTANTS
 from .mutants_scaling import MUTANTS as SCALING_MUTANTS
 
 # -- lesson 1
@@ -136,7 +139,7 @@ def sin_exp_i(n_pos, d_model, base=10000.0):
 
 
 def ece_unweighted(probs, labels, n_bins=10):
-    from gptscope.course.checks.basics import reference_ece
+    from gptscope.course.checks.calibration import reference_ece
     return reference_ece(probs, labels, n_bins, weighted=False)
 
 
@@ -146,7 +149,7 @@ def ece_per_sample(probs, labels, n_bins=10):
 
 
 def ece_true_class(probs, labels, n_bins=10):
-    from gptscope.course.checks.basics import reference_ece
+    from gptscope.course.checks.calibration import reference_ece
     return reference_ece(probs, labels, n_bins, true_class=True)
 
 
@@ -526,7 +529,7 @@ MUTANTS: dict[str, list[tuple[object, str]]] = {
                   (bpe_overlapping, "overlapping"), (bpe_in_place, "changed the input")],
     "train_step": [(step_no_shift, "predict token t + 1"), (step_no_zero_grad, "zero_grad"),
                    (step_no_step, "did not change")],
-    "train_loop": [(loop_no_training, "does not beat the bigram baseline")],
+    "train_loop": [(loop_no_training, "did not change")],
     "count_params": [(params_no_unembed, "unembedding"), (params_no_ln, "LayerNorm")],
     "logit_lens": [(lens_no_ln, "ln_final not applied")],
     "induction_score": [(induction_dup_offset, "duplicate-token"),
@@ -614,8 +617,11 @@ def sae_l1_batch_sum(x, x_hat, acts, l1_coefficient):
 
 
 def steer_pad_front(model, positive, negative, layer):
-    from gptscope.course.checks.interp import _pad_front
-    return _pad_front(model, positive, negative, f"blocks.{layer}.hook_resid_pre")
+    name = f"blocks.{layer}.hook_resid_pre"
+    a, b = (model.run_with_cache(t)[1][name][0] for t in (positive, negative))
+    n = max(len(a), len(b))
+    return (torch.cat([a.new_zeros(n - len(a), a.shape[1]), a])
+            - torch.cat([b.new_zeros(n - len(b), b.shape[1]), b]))
 
 
 def lens_posts_only(model, tokens):
@@ -649,9 +655,11 @@ MORE = {
     "logit_lens": [(lens_posts_only, "resid_post of every layer only")],
     "induction_score": [(induction_transposed, "query and key axes swapped")],
 }
-for _exercise, _items in MORE.items():
-    MUTANTS[_exercise] += _items
+for _exercise, _items in [*MORE.items(), *BASICS_MUTANTS.items(), *FEATURES_MUTANTS.items(),
+                          *GPT_MUTANTS.items()]:
+    MUTANTS.setdefault(_exercise, []).extend(_items)
 MUTANTS.update(ASSISTANT_MUTANTS)  # lesson 13b's, kept in their own file
 MUTANTS.update(SCALING_MUTANTS)  # lesson 13's too
-# Their own test files check these more strictly (each its own message, right answers too).
-TESTED_ELSEWHERE = set(ASSISTANT_MUTANTS) | set(SCALING_MUTANTS)
+# Their own test files check these more strictly (each its own message, right answers too);
+# lessons 10-12's in test_course_depth_features.py.
+TESTED_ELSEWHERE = set(ASSISTANT_MUTANTS) | set(SCALING_MUTANTS) | set(FEATURES_MUTANTS)

@@ -331,6 +331,10 @@ def kl_unknown(logprobs, ref_logprobs):
     return _kl(logprobs, ref_logprobs, k3=lambda lr: 2 * (lr.exp() - 1 - lr))
 
 
+def kl_k3_plus_cube(logprobs, ref_logprobs):
+    return _kl(logprobs, ref_logprobs, k3=lambda lr: lr.exp() - 1 - lr + lr ** 3)
+
+
 def kl_right_exp(logprobs, ref_logprobs):
     lr = ref_logprobs - logprobs
     return {"k1": -lr, "k3": lr.exp() - 1 - lr}
@@ -687,7 +691,7 @@ MUTANTS: dict[str, list[tuple[object, str]]] = {
         (norm_variance, "divided by the variance"),
         (norm_in_place, "changed the caller's rewards in place"),
         (norm_list, "is a list, not a tensor"),
-        (norm_extra_dim, "has shape [1, 8], expected [8]"),
+        (norm_extra_dim, "has shape [1, 1], expected [1]"),
         (norm_unknown, "differs from the right answer"),
     ],
     "kl_estimators": [
@@ -702,7 +706,8 @@ MUTANTS: dict[str, list[tuple[object, str]]] = {
         (kl_reduced, "you reduced the estimates"),
         (kl_tuple, "should return a dict"),
         (kl_missing_k3, "has no key 'k3'"),
-        (kl_unknown, "differs from the right answer"),
+        (kl_unknown, "the right answer times 2"),
+        (kl_k3_plus_cube, "differs from the right answer"),
     ],
     "ppo_clip_loss": [
         (ppo_no_clip, "no clipping"),

@@ -489,7 +489,7 @@ MUTANTS: dict[str, list[tuple[object, str]]] = {
                          (frontier_running_min, "running minimum"),
                          (frontier_unsorted, "out of order"),
                          (frontier_keeps_ties, "you kept both"),
-                         (frontier_median, "differs from the right answer"),
+                         (frontier_median, "has shape [2, 3], expected [2, 4]"),
                          (frontier_indices, "should return a tuple")],
     "fit_power_law": [(power_law_sign, "wrong sign"), (power_law_log_a, "exp(intercept)"),
                       (power_law_log10_a, "mixed logarithm bases"),

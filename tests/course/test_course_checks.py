@@ -10,6 +10,7 @@ from gptscope.course.checks import CHECKS
 from gptscope.course.exercises import solution_module
 
 from .mutants import MUTANTS, TESTED_ELSEWHERE
+from .right_answers import RIGHT
 
 SYLLABUS = load_syllabus()
 EXERCISES = [(lesson, ex) for lesson in SYLLABUS.lessons for ex in lesson.exercises]
@@ -108,3 +109,13 @@ def test_gpt_forward_accepts_a_module_class():
     result = check("gpt_forward", Misnamed)
     assert not result.passed and "parameter names differ" in result.message
     assert "wte.weight" in result.message and "blocks.0.attn.W_K" in result.message
+
+
+RIGHT_CASES = [(ex, fn) for ex, fns in RIGHT.items() for fn in fns]
+
+
+@pytest.mark.parametrize("exercise,answer", RIGHT_CASES,
+                         ids=[f"{ex}-{fn.__name__}-{i}" for i, (ex, fn) in enumerate(RIGHT_CASES)])
+def test_right_answer_written_another_way_passes(exercise, answer):
+    result = check(exercise, answer)
+    assert result.passed, str(result)

@@ -15,8 +15,8 @@ from bounds import check, seed
 
 from gptscope.course import datasets
 from gptscope.course.checks.basics import ACCURACY_FLOOR
-from gptscope.course.checks.gpt import _tiny_model, alternating_data, bigram_loss
-from gptscope.course.checks.interp import _planted
+from gptscope.course.checks.features.probes import planted_probe_data
+from gptscope.course.checks.training import _tiny_model, alternating_data, bigram_loss
 from gptscope.course.solutions.lesson01_mlp import train_classifier
 from gptscope.course.solutions.lesson06_gpt import train_loop
 from gptscope.course.solutions.lesson10_probes import linear_probe
@@ -54,14 +54,14 @@ def test_train_loop_reference_beats_the_bigram_and_no_training_does_not():
 
 
 def test_linear_probe_reference_reads_the_concept_and_not_random_labels():
-    x, y = _planted(600, 16, seed=seed(0))
+    x, y = planted_probe_data(600, 16, seed=seed(0))
     accuracy = linear_probe(x[:400], y[:400], x[400:], y[400:])
     majority = max(y[400:].float().mean().item(), 1 - y[400:].float().mean().item())
     # measured over 30 runs: 0.965 to 0.985
     check("course.probe_reference_accuracy", accuracy, ">=", 0.85)
     # measured over 30 runs: 0.36 to 0.48
     check("course.probe_reference_over_majority", accuracy - majority, ">", 0.02)
-    xc, yc = _planted(140, 64, seed=seed(1), signal=False)
+    xc, yc = planted_probe_data(140, 64, seed=seed(1), signal=False)
     # measured over 30 runs: 0.39 to 0.56
     check("course.probe_reference_control", linear_probe(xc[:40], yc[:40], xc[40:], yc[40:]),
           "<=", 0.75)

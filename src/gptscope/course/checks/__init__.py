@@ -9,12 +9,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from gptscope.course.checks import alignment, attention, basics, gpt, interp, rlhf, scaling
+from gptscope.course.checks import (
+    alignment,
+    attention,
+    basics,
+    calibration,
+    features,
+    gpt,
+    interp,
+    params,
+    positions,
+    rlhf,
+    scaling,
+    training,
+)
 from gptscope.course.result import CheckResult
 
 CHECKS: dict[str, Callable[[Any], CheckResult]] = {
     name[len("check_"):]: fn
-    for module in (basics, attention, gpt, interp, scaling, alignment, rlhf)
+    for module in (basics, positions, calibration, attention, gpt, training, params, interp,
+                   features, scaling, alignment, rlhf)
     for name, fn in vars(module).items()
     if name.startswith("check_") and callable(fn)
 }

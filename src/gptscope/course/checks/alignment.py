@@ -18,14 +18,18 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gptscope.course.checks._answers import (
-    Variants,
-    expect_close,
     gradients,
-    guarded,
-    run_cases,
     tensor_answer,
 )
-from gptscope.course.checks._common import Mismatch, call, randn, run_check
+from gptscope.course.checks._common import (
+    Mismatch,
+    Variants,
+    call,
+    compare,
+    randn,
+    run_cases,
+    run_check,
+)
 from gptscope.course.result import CheckResult
 
 
@@ -148,13 +152,13 @@ def check_masked_sft_loss(fn: Callable[..., Any]) -> CheckResult:
         logits = c.logits.clone().requires_grad_(True)
         got = tensor_answer(call(fn, logits, c.targets.clone(), c.mask.clone()),
                             "masked_sft_loss's result")
-        expect_close(got, sft_truth(c.logits, c.targets, c.mask), c.label, "masked_sft_loss",
-                     sft_variants(c.logits, c.targets, c.mask))
+        compare(got, sft_truth(c.logits, c.targets, c.mask), c.label,
+                sft_variants(c.logits, c.targets, c.mask), "masked_sft_loss")
         if c.mask.any():  # an all-False mask may return a constant 0
             gradients(got, {"logits": logits})
         return c.label
 
-    return run_check("masked_sft_loss", guarded(lambda: run_cases(sft_cases(), one_case)))
+    return run_check("masked_sft_loss", lambda: run_cases(sft_cases(), one_case))
 
 
 # -- bradley_terry_loss -----------------------------------------------------------------------
@@ -216,12 +220,12 @@ def check_bradley_terry_loss(fn: Callable[..., Any]) -> CheckResult:
         c = chosen.clone().requires_grad_(True)
         r = rejected.clone().requires_grad_(True)
         got = tensor_answer(call(fn, c, r), "bradley_terry_loss's result")
-        expect_close(got, bt_truth(chosen, rejected), label, "bradley_terry_loss",
-                     bt_variants(chosen, rejected))
+        compare(got, bt_truth(chosen, rejected), label, bt_variants(chosen, rejected),
+                "bradley_terry_loss")
         gradients(got, {"chosen": c, "rejected": r})
         return label
 
-    return run_check("bradley_terry_loss", guarded(lambda: run_cases(bt_cases(), one_case)))
+    return run_check("bradley_terry_loss", lambda: run_cases(bt_cases(), one_case))
 
 
 # -- normalize_rewards ------------------------------------------------------------------------
@@ -328,8 +332,8 @@ def check_normalize_rewards(fn: Callable[..., Any]) -> CheckResult:
         if not torch.equal(args[0], c.rewards):
             raise Mismatch(N_IN_PLACE, [f"case: {c.label}"])
         got = tensor_answer(got, "normalize_rewards's result")
-        expect_close(got, norm_truth(c), c.label, "normalize_rewards", norm_variants(c))
+        compare(got, norm_truth(c), c.label, norm_variants(c), "normalize_rewards")
         return c.label
 
-    return run_check("normalize_rewards", guarded(lambda: run_cases(norm_cases(), one_case)))
+    return run_check("normalize_rewards", lambda: run_cases(norm_cases(), one_case))
 

@@ -1,4 +1,4 @@
-"""Checks for lessons 1-3b: the MLP, softmax and friends, positions, calibration."""
+"""Checks for lessons 1 and 2: the MLP and its gradients, softmax and friends."""
 
 # The wrong-variant lambdas are called by compare() in the same loop iteration that makes
 # them, so the late binding B023 warns about cannot bite.
@@ -15,7 +15,17 @@ import torch
 import torch.nn.functional as F
 
 from gptscope.course import datasets
-from gptscope.course.checks._common import Mismatch, as_tensor, call, compare, randn, run_check
+from gptscope.course.checks._common import (
+    Mismatch,
+    Variants,
+    as_tensor,
+    call,
+    compare,
+    float32_atol,
+    randn,
+    run_cases,
+    run_check,
+)
 from gptscope.course.result import CheckResult
 from gptscope.model import functional as gf
 
@@ -29,28 +39,42 @@ def _mlp_params(d_in: int, d_hidden: int, n_out: int, seed: int, dtype=torch.flo
             randn(n_out, seed=seed + 3, dtype=dtype) * 0.5)
 
 
+MLP_SHAPES = [(5, 4, 8, 3, 0), (1, 64, 32, 10, 1), (17, 3, 5, 2, 2), (4, 6, 6, 6, 3)]
+
+
+def _mlp_variants(x, W1, b1, W2, b2) -> dict[str, Callable[[], Any]]:
+    def out(h: torch.Tensor) -> torch.Tensor:
+        return h @ W2 + b2
+    return {
+        "no ReLU: the hidden layer must be relu(x @ W1 + b1)": lambda: out(x @ W1 + b1),
+        "sigmoid used in the hidden layer; this MLP uses ReLU": lambda: out(torch.sigmoid(
+            x @ W1 + b1)),
+        "ReLU applied to the output logits too; only the hidden layer has one":
+            lambda: torch.relu(out(torch.relu(x @ W1 + b1))),
+        "a bias is missing (b1 or b2)": lambda: out(torch.relu(x @ W1)),
+        "b1 added after the ReLU: the hidden layer is relu(x @ W1 + b1)":
+            lambda: out(torch.relu(x @ W1) + b1),
+        "the output bias b2 is missing": lambda: torch.relu(x @ W1 + b1) @ W2,
+        "W1 used transposed: x [batch, d_in] @ W1 [d_in, d_hidden], no .T":
+            lambda: out(torch.relu(x @ W1.T + b1)),
+        "returned the hidden layer; go on through W2 and b2 to the logits":
+            lambda: torch.relu(x @ W1 + b1),
+        "softmax applied at the end; return the logits": lambda: out(torch.relu(
+            x @ W1 + b1)).softmax(-1),
+    }
+
+
 def check_mlp_forward(fn: Callable[..., Any]) -> CheckResult:
-    def body() -> list[str]:
-        cases = []
-        for batch, d_in, d_h, n_out, seed in [(5, 4, 8, 3, 0), (1, 64, 32, 10, 1),
-                                               (17, 3, 5, 2, 2)]:
-            x = randn(batch, d_in, seed=seed + 10, dtype=torch.float64)
-            W1, b1, W2, b2 = _mlp_params(d_in, d_h, n_out, seed)
-            want = torch.relu(x @ W1 + b1) @ W2 + b2
-            case = f"batch={batch}, d_in={d_in}, d_hidden={d_h}, n_classes={n_out}"
-            compare(call(fn, x, W1, b1, W2, b2), want, case, {
-                "no ReLU: the hidden layer must be relu(x @ W1 + b1)":
-                    lambda: (x @ W1 + b1) @ W2 + b2,
-                "ReLU applied to the output logits too; only the hidden layer has one":
-                    lambda: torch.relu(torch.relu(x @ W1 + b1) @ W2 + b2),
-                "a bias is missing (b1 or b2)": lambda: torch.relu(x @ W1) @ W2 + b2,
-                "the output bias b2 is missing": lambda: torch.relu(x @ W1 + b1) @ W2,
-                "softmax applied at the end; return the logits": lambda: (torch.relu(
-                    x @ W1 + b1) @ W2 + b2).softmax(-1),
-            })
-            cases.append(case)
-        return cases
-    return run_check("mlp_forward", body)
+    def one_case(spec: tuple[int, int, int, int, int]) -> str:
+        batch, d_in, d_h, n_out, seed = spec
+        x = randn(batch, d_in, seed=seed + 10, dtype=torch.float64)
+        W1, b1, W2, b2 = _mlp_params(d_in, d_h, n_out, seed)
+        want = torch.relu(x @ W1 + b1) @ W2 + b2
+        case = f"batch={batch}, d_in={d_in}, d_hidden={d_h}, n_classes={n_out}"
+        compare(call(fn, x, W1, b1, W2, b2), want, case, _mlp_variants(x, W1, b1, W2, b2),
+                "mlp_forward", axes=("batch", "class"))
+        return case
+    return run_check("mlp_forward", lambda: run_cases(MLP_SHAPES, one_case))
 
 
 def _autograd_grads(x, y, W1, b1, W2, b2) -> dict[str, torch.Tensor]:
@@ -85,6 +109,9 @@ def check_mlp_backward(fn: Callable[..., Any]) -> CheckResult:
                     f"so divide d(loss)/d(logits) by the batch size": lambda w=w: w * batch,
                     f"d{name} has the wrong sign (gradient of -loss?)": lambda w=w: -w,
                 }
+                variants["d(loss)/d(logits) is softmax(logits) - one_hot(y), divided by "
+                         "the batch size; the softmax is missing"] = \
+                    lambda name=name: _no_softmax_grad(x, y, W1, b1, W2, b2)[name]
                 if name in ("W1", "b1"):
                     variants["ReLU's derivative is missing: pass gradient only where "
                              "x @ W1 + b1 > 0"] = lambda name=name: _no_relu_grad(
@@ -95,6 +122,17 @@ def check_mlp_backward(fn: Callable[..., Any]) -> CheckResult:
             cases.append(case)
         return cases
     return run_check("mlp_backward", body)
+
+
+def _no_softmax_grad(x, y, W1, b1, W2, b2) -> dict[str, torch.Tensor]:
+    n = x.shape[0]
+    pre = x @ W1 + b1
+    h = torch.relu(pre)
+    d = h @ W2 + b2
+    d[torch.arange(n), y] -= 1
+    d /= n
+    dpre = (d @ W2.T) * (pre > 0)
+    return {"W1": x.T @ dpre, "b1": dpre.sum(0), "W2": h.T @ d, "b2": d.sum(0)}
 
 
 def _no_relu_grad(x, y, W1, b1, W2, b2) -> dict[str, torch.Tensor]:
@@ -148,61 +186,77 @@ def _float_cases() -> list[tuple[str, torch.Tensor, int]]:
         ("large logits [1000, 999, 998]", torch.tensor([[1000.0, 999.0, 998.0]]), -1),
         ("very negative [-1000, -1001, -1e3]", torch.tensor([[-1000.0, -1001.0, -1e3]]), -1),
         ("huge 1e4 and 0", torch.tensor([[1e4, 0.0, -1e4]]), -1),
+        ("rows of very different scale", torch.tensor([[0.1, 0.2, 0.3],
+                                                       [1000.0, 990.0, 1001.0]]), -1),
         ("a row of equal values", torch.full((2, 5), 3.0), -1),
         ("float64 [3, 4]", randn(3, 4, seed=4, dtype=torch.float64), -1),
         ("one element", torch.tensor([[2.5]]), -1),
+        ("a vector [6]", randn(6, seed=5), 0),
     ]
 
 
+def _other_dims(x: torch.Tensor, dim: int) -> list[int]:
+    return [d for d in range(x.dim()) if d != dim % x.dim()]
+
+
+def _softmax_variants(x: torch.Tensor, dim: int) -> Variants:
+    x64 = x.double()
+    wrong_dim = [("not normalised along dim: you normalised along another dimension, not the "
+                  "one you were given", lambda d=d: gf.softmax(x64, d))
+                 for d in _other_dims(x, dim)]
+    return wrong_dim + list({
+        "softmax overflows for inputs of 1000 (nan/inf): subtract the max along dim before "
+        "exp": lambda: x64.float().exp().double() / x64.float().exp().double().sum(
+            dim, keepdim=True),
+        "subtracted the max of the whole tensor; subtract each slice's own max along dim "
+        "(x.amax(dim, keepdim=True)), or rows of small values underflow to 0/0":
+            lambda: (x64 - x64.max()).float().exp().double() / (x64 - x64.max()).float(
+            ).exp().double().sum(dim, keepdim=True),
+        "not normalised along dim: the probabilities along the dimension you were given "
+        "must sum to 1 (divide by the sum of the exponentials)":
+            lambda: (x64 - x64.amax(dim, keepdim=True)).exp(),
+        "softmax normalised over the whole tensor instead of along dim":
+            lambda: (x64 - x64.max()).exp() / (x64 - x64.max()).exp().sum(),
+        "returned log-softmax; softmax is its exp": lambda: gf.log_softmax(x64, dim),
+    }.items())
+
+
 def check_softmax(fn: Callable[..., Any]) -> CheckResult:
-    def body() -> list[str]:
-        cases = []
-        for case, x, dim in _float_cases():
-            want = gf.softmax(x, dim=dim)
-            got = as_tensor(call(fn, x.clone(), dim=dim), "softmax")
-            if got.shape == want.shape and not torch.isfinite(got).all():
-                raise Mismatch("softmax overflows for inputs of 1000 (nan/inf): subtract "
-                               "the max along dim before exp", [f"case: {case}"])
-            if got.shape == want.shape and not torch.allclose(
-                    got.double().sum(dim), torch.ones(()).double(), atol=1e-4):
-                raise Mismatch(f"not normalised along dim={dim}: the probabilities along the "
-                               "dimension you were given must sum to 1", [f"case: {case}"])
-            compare(got, want, case, {
-                "softmax normalised over the whole tensor instead of along dim":
-                    lambda x=x: (x - x.max()).exp() / (x - x.max()).exp().sum(),
-            })
-            if got.dtype != x.dtype:
-                raise Mismatch(f"{case}: returned dtype {got.dtype} for a {x.dtype} input; "
-                               "keep the input's dtype")
-            cases.append(case)
-        return cases
-    return run_check("softmax", body)
+    def one_case(spec: tuple[str, torch.Tensor, int]) -> str:
+        case, x, dim = spec
+        want = gf.softmax(x.double(), dim=dim)
+        got = call(fn, x.clone(), dim=dim)
+        compare(got, want, case, _softmax_variants(x, dim), "softmax",
+                atol=float32_atol(want, gf.softmax(x, dim=dim)))
+        if got.dtype != x.dtype:
+            raise Mismatch(f"{case}: returned dtype {got.dtype} for a {x.dtype} input; "
+                           "keep the input's dtype")
+        return case
+    return run_check("softmax", lambda: run_cases(_float_cases(), one_case))
 
 
 def check_log_softmax(fn: Callable[..., Any]) -> CheckResult:
-    def body() -> list[str]:
-        cases = []
-        for case, x, dim in _float_cases() + [("underflow [0, -1e4]",
-                                               torch.tensor([[0.0, -1e4]]), -1)]:
-            want = gf.log_softmax(x, dim=dim)
-            got = as_tensor(call(fn, x.clone(), dim=dim), "log_softmax")
-            if got.shape == want.shape and torch.isinf(got).any() and \
-                    torch.isfinite(want).all():
-                raise Mismatch("log(softmax(x)) underflows to -inf where softmax rounds to 0: "
-                               "compute x - logsumexp(x) instead", [f"case: {case}"])
-            if got.shape == want.shape and torch.isnan(got).any():
-                raise Mismatch("log_softmax overflows for large inputs (nan): subtract the "
-                               "max before exp", [f"case: {case}"])
-            compare(got, want, case, {
-                "returned softmax, not its log": lambda x=x, dim=dim: gf.softmax(x, dim),
-                "forgot to subtract log-sum-exp: only the max was subtracted":
-                    lambda x=x, dim=dim: x - x.amax(dim, keepdim=True),
-                "normalised along the wrong dim": lambda x=x, dim=dim: gf.log_softmax(
-                    x, 0 if dim != 0 else 1) if x.dim() > 1 else None,
-            }, atol=1e-4)
-            cases.append(case)
-        return cases
-    return run_check("log_softmax", body)
+    def one_case(spec: tuple[str, torch.Tensor, int]) -> str:
+        case, x, dim = spec
+        x64 = x.double()
+        want = gf.log_softmax(x64, dim=dim)
+        got = call(fn, x.clone(), dim=dim)
+        compare(got, want, case, [("normalised along the wrong dim", lambda d=d: gf.log_softmax(
+            x64, d)) for d in _other_dims(x, dim)] + list({
+            "log(softmax(x)) underflows to -inf where softmax rounds to 0: compute "
+            "x - logsumexp(x) instead": lambda: gf.softmax(x, dim).double().log(),
+            "log_softmax overflows for large inputs (nan): subtract the max before exp":
+                lambda: x64 - x.exp().sum(dim, keepdim=True).log().double(),
+            "returned softmax, not its log": lambda: gf.softmax(x64, dim),
+            "forgot to subtract log-sum-exp: only the max was subtracted":
+                lambda: x64 - x64.amax(dim, keepdim=True),
+            "the max was subtracted but not added back: log-sum-exp(x) = m + log(sum(exp(x "
+            "- m)))": lambda: x64 - (x64 - x64.amax(dim, keepdim=True)).exp().sum(
+                dim, keepdim=True).log(),
+        }.items()), "log_softmax", atol=max(1e-4, float32_atol(want, gf.log_softmax(x, dim=dim))))
+        return case
+    cases = _float_cases() + [("underflow [0, -1e4]", torch.tensor([[0.0, -1e4]]), -1)]
+    return run_check("log_softmax", lambda: run_cases(cases, one_case))
 
 
 def check_cross_entropy(fn: Callable[..., Any]) -> CheckResult:
@@ -226,105 +280,12 @@ def check_cross_entropy(fn: Callable[..., Any]) -> CheckResult:
                 "the sign is flipped: the loss is the *negative* log-likelihood":
                     lambda p=picked: p.mean(),
                 "returned one loss per example; take the mean": lambda p=picked: -p,
+                "averaged over the classes too: pick the target's log-probability, then "
+                "average over examples only": lambda p=picked, lg=logits: -p.mean()
+                / lg.shape[-1],
                 "used the raw logit of the target, without log-softmax":
                     lambda lg=logits, t=targets: -lg.gather(-1, t.unsqueeze(-1)).mean(),
             }, atol=1e-4)
             cases.append(case)
         return cases
     return run_check("cross_entropy", body)
-
-
-# -- lesson 3 ---------------------------------------------------------------------------------
-
-def _sinusoid_variant(n_pos: int, d: int, base: float, start: int = 0, swap: bool = False,
-                      exp_i: bool = False, concat: bool = False) -> torch.Tensor:
-    pos = torch.arange(start, start + n_pos, dtype=torch.float64)[:, None]
-    i = torch.arange(0, (d + 1) // 2, dtype=torch.float64)
-    expo = i / d if exp_i else 2 * i / d
-    ang = pos / base ** expo
-    s, c = ang.sin(), ang[:, : d // 2].cos()
-    if swap:
-        s, c = ang.cos(), ang[:, : d // 2].sin()
-    if concat:
-        return torch.cat([s, c], dim=1).float()
-    pe = torch.zeros(n_pos, d, dtype=torch.float64)
-    pe[:, 0::2], pe[:, 1::2] = s, c
-    return pe.float()
-
-
-def check_sinusoidal_positions(fn: Callable[..., Any]) -> CheckResult:
-    def body() -> list[str]:
-        cases = []
-        for n_pos, d, base in [(2, 4, 10000.0), (16, 32, 10000.0), (50, 64, 10000.0),
-                               (7, 6, 100.0), (5, 7, 10000.0)]:
-            case = f"n_pos={n_pos}, d_model={d}, base={base:g}"
-            want = gf.sinusoidal_positions(n_pos, d, base)
-            got = call(fn, n_pos, d, base)
-            compare(got, want, case, {
-                "positions start at 1; the first row is position 0 (all sines 0, cosines 1)":
-                    lambda: _sinusoid_variant(n_pos, d, base, start=1),
-                "sin and cos swapped: even columns are sines, odd columns cosines":
-                    lambda: _sinusoid_variant(n_pos, d, base, swap=True),
-                "frequency exponent uses i instead of 2i: the pair (2i, 2i+1) has angle "
-                "p / base^(2i/d_model)": lambda: _sinusoid_variant(n_pos, d, base, exp_i=True),
-                "sines and cosines concatenated in two halves; interleave them (even "
-                "columns sin, odd columns cos)": lambda: _sinusoid_variant(n_pos, d, base,
-                                                                          concat=True),
-            }, atol=1e-5)
-            cases.append(case)
-        return cases
-    return run_check("sinusoidal_positions", body)
-
-
-# -- lesson 3b --------------------------------------------------------------------------------
-
-def reference_ece(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 10,
-                  weighted: bool = True, true_class: bool = False) -> float:
-    """Reference expected calibration error (and two wrong variants used for diagnosis)."""
-    conf, pred = probs.double().max(-1)
-    if true_class:
-        conf = probs.double().gather(-1, labels[:, None])[:, 0]
-    correct = (pred == labels).double()
-    bins = (torch.ceil(conf * n_bins) - 1).clamp(0, n_bins - 1).long()
-    gaps, sizes = [], []
-    for b in range(n_bins):
-        m = bins == b
-        if m.any():
-            gaps.append((correct[m].mean() - conf[m].mean()).abs().item())
-            sizes.append(m.sum().item())
-    if weighted:
-        return sum(g * s for g, s in zip(gaps, sizes)) / probs.shape[0]
-    return sum(gaps) / len(gaps)
-
-
-def check_expected_calibration_error(fn: Callable[..., Any]) -> CheckResult:
-    def body() -> list[str]:
-        cases = []
-        g = torch.Generator().manual_seed(3)
-        for n, c, temp, n_bins in [(200, 5, 1.0, 10), (500, 10, 0.3, 15), (50, 3, 3.0, 5)]:
-            logits = torch.randn(n, c, generator=g) / temp
-            labels = torch.where(torch.rand(n, generator=g) < 0.6, logits.argmax(-1),
-                                 torch.randint(0, c, (n,), generator=g))
-            probs = logits.softmax(-1)
-            case = f"n={n}, classes={c}, n_bins={n_bins}"
-            want = torch.tensor(reference_ece(probs, labels, n_bins), dtype=torch.float64)
-            got = call(fn, probs, labels, n_bins)
-            try:
-                got = torch.tensor(float(got), dtype=torch.float64)
-            except (TypeError, ValueError) as e:
-                raise Mismatch(f"return a float, got {type(got).__name__}") from e
-            conf, pred = probs.max(-1)
-            per_sample = ((pred == labels).double() - conf.double()).abs().mean()
-            compare(got, want, case, {
-                "bins averaged equally; weight each bin's gap by its share of examples |B|/n":
-                    lambda: torch.tensor(reference_ece(probs, labels, n_bins, weighted=False),
-                                         dtype=torch.float64),
-                "used the probability of the true label as confidence; use the highest "
-                "probability (the predicted class)": lambda: torch.tensor(
-                    reference_ece(probs, labels, n_bins, true_class=True), dtype=torch.float64),
-                "compared each example's 0/1 correctness with its confidence; ECE compares "
-                "averages within each bin": lambda: per_sample,
-            }, atol=1e-6)
-            cases.append(case)
-        return cases
-    return run_check("expected_calibration_error", body)

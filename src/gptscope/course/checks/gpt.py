@@ -1,4 +1,4 @@
-"""Checks for lessons 6 and 7: the whole GPT, sampling, BPE, training, parameter counts."""
+"""Checks for lesson 6: the whole GPT forward, sampling and BPE merges."""
 
 # The wrong-variant lambdas are called by compare() in the same loop iteration that makes
 # them, so the late binding B023 warns about cannot bite.
@@ -7,21 +7,21 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from gptscope.config import ModelConfig, gelu_new
 from gptscope.course.checks._common import (
+    LearnerError,
     Mismatch,
     as_tensor,
     call,
     compare,
     module_as_function,
     randn,
+    run_cases,
     run_check,
 )
 from gptscope.course.result import CheckResult
@@ -32,9 +32,9 @@ from gptscope.tokenizers.bpe import merge_pair
 # -- gpt_forward ------------------------------------------------------------------------------
 
 
-def gpt_config(seed: int = 0, n_layers: int = 2) -> ModelConfig:
-    return ModelConfig(n_layers=n_layers, d_model=16, n_heads=2, d_vocab=13, n_ctx=10,
-                       seed=seed)
+def gpt_config(seed: int = 0, n_layers: int = 2, **options: Any) -> ModelConfig:
+    return ModelConfig(**{"n_layers": n_layers, "d_model": 16, "n_heads": 2, "d_vocab": 13,
+                          "n_ctx": 10, "seed": seed, **options})
 
 
 def reference_gpt(cfg: ModelConfig) -> Transformer:
@@ -53,66 +53,113 @@ def reference_gpt(cfg: ModelConfig) -> Transformer:
     return model.eval()
 
 
-def _gpt_variant(tokens, p, cfg, pos=True, causal=True, final_ln=True, pre_ln=True):
-    n = tokens.shape[1]
+# (label, config options, batch, pos): the shapes and both switches the docstring names.
+GPT_CASES = [
+    ("1 layer", {"n_layers": 1}, 2, 5),
+    ("2 layers", {}, 3, 10),
+    ("one token", {}, 1, 1),
+    ("3 heads of d_head 4, d_mlp 24, eps 0.05",
+     {"n_heads": 3, "d_head": 4, "d_mlp": 24, "eps": 0.05}, 2, 7),
+    ("no blocks (n_layers 0)", {"n_layers": 0}, 2, 4),
+    ("attention-only", {"attn_only": True}, 2, 6),
+    ("tied embeddings", {"n_layers": 1, "tie_embeddings": True}, 2, 6),
+]
+
+
+def _gpt_variant(tokens, p, cfg, pos=True, causal=True, final_ln=True, pre_ln=True,
+                 eps=None, q_scale=1.0):
+    """The GPT forward with one mistake switched on; ``q_scale`` rescales the queries (a
+    wrong score scale), ``eps`` replaces cfg.eps."""
+    eps = cfg.eps if eps is None else eps
     x = p["embed.W_E"][tokens]
     if pos:
-        x = x + p["pos_embed.W_pos"][:n]
+        x = x + p["pos_embed.W_pos"][:tokens.shape[1]]
     for i in range(cfg.n_layers):
         b = f"blocks.{i}."
 
         def ln(h, name, b=b):
-            return gf.layer_norm(h, p[b + name + ".w"], p[b + name + ".b"], cfg.eps)
+            return gf.layer_norm(h, p[b + name + ".w"], p[b + name + ".b"], eps)
 
         def attn(h, b=b):
-            return gf.multihead_attention(h, *(p[b + "attn." + k] for k in (
-                "W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "b_O")), causal=causal)
+            w = [p[b + "attn." + k] for k in ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V",
+                                              "b_O")]
+            w[0], w[4] = w[0] * q_scale, w[4] * q_scale
+            return gf.multihead_attention(h, *w, causal=causal)
 
         def mlp(h, b=b):
             return gelu_new(h @ p[b + "mlp.W_in"] + p[b + "mlp.b_in"]) @ \
                 p[b + "mlp.W_out"] + p[b + "mlp.b_out"]
 
-        if pre_ln:
-            x = x + attn(ln(x, "ln1"))
-            x = x + mlp(ln(x, "ln2"))
-        else:
-            x = ln(x + attn(x), "ln1")
-            x = ln(x + mlp(x), "ln2")
+        x = x + attn(ln(x, "ln1")) if pre_ln else ln(x + attn(x), "ln1")
+        if not cfg.attn_only:
+            x = x + mlp(ln(x, "ln2")) if pre_ln else ln(x + mlp(x), "ln2")
     if final_ln:
-        x = gf.layer_norm(x, p["ln_final.w"], p["ln_final.b"], cfg.eps)
-    return x @ p["unembed.W_U"]
+        x = gf.layer_norm(x, p["ln_final.w"], p["ln_final.b"], eps)
+    return x @ (p["embed.W_E"].T if cfg.tie_embeddings else p["unembed.W_U"])
+
+
+def _gpt_mistakes(tokens, params, cfg, want) -> dict[str, Callable[[], Any]]:
+    """The known mistakes of gpt_forward, each as the wrong logits it gives on this case."""
+    default_scale = math.sqrt(cfg.d_head / (cfg.d_model // cfg.n_heads))
+    return {
+        "positional embeddings missing: add W_pos[:pos] to the token embeddings":
+            lambda: _gpt_variant(tokens, params, cfg, pos=False),
+        "no causal mask: a GPT must not look at later tokens":
+            lambda: _gpt_variant(tokens, params, cfg, causal=False),
+        "ln_final missing before the unembedding":
+            lambda: _gpt_variant(tokens, params, cfg, final_ln=False),
+        "post-LN blocks; GPT-2 normalises each sublayer's input (pre-LN)":
+            lambda: _gpt_variant(tokens, params, cfg, pre_ln=False),
+        "returned probabilities; return the logits (no softmax)":
+            lambda: want.softmax(-1),
+        "the scores are scaled by sqrt(d_model / n_heads); scale by sqrt(cfg.d_head), which "
+        "need not equal it": lambda: _gpt_variant(tokens, params, cfg, q_scale=default_scale),
+        "the LayerNorms use eps 1e-5 whatever the config says; use cfg.eps":
+            lambda: _gpt_variant(tokens, params, cfg, eps=1e-5),
+    }
+
+
+def _missing_key_hint(error: LearnerError, cfg: ModelConfig, case: str) -> Mismatch | None:
+    """A KeyError on a parameter this config does not have, explained by the switch."""
+    text = str(error)
+    if not text.startswith("KeyError"):
+        return None
+    if "unembed.W_U" in text and cfg.tie_embeddings:
+        why = "cfg.tie_embeddings is True: params has no unembed.W_U; unembed with W_E.T"
+    elif ("ln2" in text or "mlp." in text) and cfg.attn_only:
+        why = ("cfg.attn_only is True: blocks have no ln2 and no MLP; each block is "
+               "x + attn(ln1(x))")
+    elif "blocks." in text:
+        why = (f"params has no {text.removeprefix('KeyError: ')}: loop over "
+               f"range(cfg.n_layers) blocks (here {cfg.n_layers})")
+    else:
+        return None
+    return Mismatch(why, [f"case: {case}", f"your code raised {text}"], matched=[why])
+
+
+def _gpt_case(fn: Callable[..., Any], index: int) -> str:
+    label, options, batch, pos = GPT_CASES[index]
+    cfg = gpt_config(seed=index, **{"n_layers": 2, **options})
+    model = reference_gpt(cfg)
+    params = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    tokens = torch.randint(0, cfg.d_vocab, (batch, pos),
+                           generator=torch.Generator().manual_seed(index))
+    case = f"{label}: batch={batch}, pos={pos} (reference model's weights)"
+    with torch.no_grad():
+        want = model(tokens)
+        try:
+            got = call(fn, tokens.clone(), params, cfg)
+        except LearnerError as e:
+            raise _missing_key_hint(e, cfg, case) or e from e.__cause__
+        compare(got, want, case, _gpt_mistakes(tokens, params, cfg, want), atol=1e-4,
+                axes=("batch", "pos", "d_vocab"))
+    return case
 
 
 def check_gpt_forward(fn: Callable[..., Any]) -> CheckResult:
     fn = module_as_function(fn)
-
-    def body() -> list[str]:
-        cases = []
-        for i, (n_layers, batch, pos) in enumerate([(1, 2, 5), (2, 3, 10), (2, 1, 1)]):
-            cfg = gpt_config(seed=i, n_layers=n_layers)
-            model = reference_gpt(cfg)
-            params = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            tokens = torch.randint(0, cfg.d_vocab, (batch, pos),
-                                   generator=torch.Generator().manual_seed(i))
-            with torch.no_grad():
-                want = model(tokens)
-                got = call(fn, tokens.clone(), params, cfg)
-            case = f"n_layers={n_layers}, batch={batch}, pos={pos} (reference model's weights)"
-            compare(got, want, case, {
-                "positional embeddings missing: add W_pos[:pos] to the token embeddings":
-                    lambda: _gpt_variant(tokens, params, cfg, pos=False),
-                "no causal mask: a GPT must not look at later tokens":
-                    lambda: _gpt_variant(tokens, params, cfg, causal=False) if pos > 1 else None,
-                "ln_final missing before the unembedding":
-                    lambda: _gpt_variant(tokens, params, cfg, final_ln=False),
-                "post-LN blocks; GPT-2 normalises each sublayer's input (pre-LN)":
-                    lambda: _gpt_variant(tokens, params, cfg, pre_ln=False),
-                "returned probabilities; return the logits (no softmax)":
-                    lambda: want.softmax(-1),
-            }, atol=1e-4)
-            cases.append(case)
-        return cases
-    return run_check("gpt_forward", body)
+    return run_check("gpt_forward",
+                     lambda: run_cases(range(len(GPT_CASES)), lambda i: _gpt_case(fn, i)))
 
 
 # -- sample_next ------------------------------------------------------------------------------
@@ -270,165 +317,3 @@ def _merge_overlapping(ids, pair, new):
         elif not (i > 0 and (ids[i - 1], ids[i]) == tuple(pair)):
             out.append(ids[i])
     return out
-
-
-# -- train_step / train_loop ------------------------------------------------------------------
-
-def _tiny_model(seed: int = 0, n_layers: int = 1) -> Transformer:
-    cfg = ModelConfig(n_layers=n_layers, d_model=32, n_heads=2, d_vocab=12, n_ctx=16,
-                      attn_only=True, seed=seed)
-    return Transformer(cfg)
-
-
-def _ref_step(model, opt, tokens, shift=True, zero_grad=True):
-    logits = model(tokens)
-    if shift:
-        loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
-                               tokens[:, 1:].reshape(-1))
-    else:
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens.reshape(-1))
-    if zero_grad:
-        opt.zero_grad()
-    loss.backward()
-    opt.step()
-    return loss.item()
-
-
-def _params_close(a: torch.nn.Module, b: torch.nn.Module, atol: float = 1e-6) -> bool:
-    return all(torch.allclose(p, q, atol=atol) for p, q in zip(a.parameters(), b.parameters()))
-
-
-def check_train_step(fn: Callable[..., Any]) -> CheckResult:
-    def body() -> list[str]:
-        data = torch.randint(0, 12, (3, 4, 10), generator=torch.Generator().manual_seed(0))
-        runs = {}
-        for label, kw in [("learner", None), ("ref", {}), ("no shift", {"shift": False}),
-                          ("no zero_grad", {"zero_grad": False})]:
-            model = _tiny_model()
-            opt = torch.optim.SGD(model.parameters(), lr=0.5)
-            losses = []
-            for tokens in data:
-                if kw is None:
-                    loss = call(fn, model, opt, tokens)
-                    if isinstance(loss, torch.Tensor):
-                        if loss.numel() != 1:
-                            raise Mismatch("return the loss as a float (loss.item())")
-                        loss = loss.item()
-                    if not isinstance(loss, float):
-                        raise Mismatch(f"return the loss as a float, got {type(loss).__name__}")
-                else:
-                    loss = _ref_step(model, opt, tokens, **kw)
-                losses.append(loss)
-            runs[label] = (model, losses)
-        model, losses = runs["learner"]
-        ref_model, ref_losses = runs["ref"]
-        if _params_close(model, ref_model) and all(
-                math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-5) for a, b in zip(losses,
-                                                                              ref_losses)):
-            return ["3 SGD steps: parameters and losses match the reference"]
-        if _params_close(model, runs["no shift"][0]):
-            raise Mismatch("the loss compares logits with the *same* tokens; logits at "
-                           "position t predict token t + 1 (logits[:, :-1] vs tokens[:, 1:])")
-        if _params_close(model, runs["no zero_grad"][0]):
-            raise Mismatch("gradients accumulate across steps: call optimizer.zero_grad() "
-                           "before loss.backward()")
-        if _params_close(model, _tiny_model()):
-            raise Mismatch("the parameters did not change: call loss.backward() and "
-                           "optimizer.step()")
-        if _params_close(model, ref_model):
-            raise Mismatch(f"parameters match but the returned losses {losses} differ from "
-                           f"{ref_losses}; return the loss computed before the step")
-        raise Mismatch("after 3 steps the parameters differ from the reference's")
-    return run_check("train_step", body)
-
-
-def alternating_data(n: int, seq: int = 16, vocab: int = 12, seed: int = 0) -> torch.Tensor:
-    """Rows a b a b ... with a != b random per row: the next token is the one two back, which
-    a bigram model cannot know but one attention layer can look up."""
-    g = torch.Generator().manual_seed(seed)
-    a = torch.randint(0, vocab, (n,), generator=g)
-    b = (a + torch.randint(1, vocab, (n,), generator=g)) % vocab
-    row = torch.stack([a, b], 1).repeat(1, seq // 2)
-    return row
-
-
-def bigram_loss(train: torch.Tensor, test: torch.Tensor, vocab: int) -> float:
-    """Held-out loss of the best bigram model (counts from train, add-one smoothing)."""
-    counts = torch.ones(vocab, vocab)
-    counts.index_put_((train[:, :-1].flatten(), train[:, 1:].flatten()),
-                      torch.ones(train[:, 1:].numel()), accumulate=True)
-    logp = (counts / counts.sum(1, keepdim=True)).log()
-    return -logp[test[:, :-1].flatten(), test[:, 1:].flatten()].mean().item()
-
-
-LOOP_BUDGET_S = 90.0
-
-
-def check_train_loop(fn: Callable[..., Any]) -> CheckResult:
-    def body() -> list[str]:
-        train = alternating_data(2000, seed=0)
-        test = alternating_data(200, seed=1)
-        baseline = bigram_loss(train, test, 12)
-        model = _tiny_model(seed=0)
-        start = time.perf_counter()
-        losses = call(fn, model, train, 150, 32, 3e-3, 0)
-        took = time.perf_counter() - start
-        with torch.no_grad():
-            test_loss = model(test, return_type="loss").item()
-        if took > LOOP_BUDGET_S:
-            raise Mismatch(f"150 steps took {took:.0f}s (budget {LOOP_BUDGET_S:.0f}s)")
-        if losses is None or len(list(losses)) != 150:
-            raise Mismatch("return the list of the 150 training losses")
-        if test_loss >= baseline:
-            raise Mismatch(f"held-out loss {test_loss:.3f} does not beat the bigram baseline "
-                           f"{baseline:.3f}; is the model learning (zero_grad, step, lr)?")
-        return [f"held-out loss {test_loss:.3f} < bigram {baseline:.3f} in {took:.1f}s"]
-    return run_check("train_loop", body)
-
-
-# -- lesson 7: count_params -------------------------------------------------------------------
-
-def check_count_params(fn: Callable[..., Any]) -> CheckResult:
-    def body() -> list[str]:
-        cases = []
-        cfgs = [
-            ModelConfig(n_layers=2, d_model=64, n_heads=4, d_vocab=100, n_ctx=32),
-            ModelConfig(n_layers=12, d_model=768, n_heads=12, d_vocab=50257, n_ctx=1024),
-            ModelConfig(n_layers=2, d_model=64, n_heads=4, d_vocab=100, n_ctx=64,
-                        attn_only=True, positional="sinusoidal", normalization=None),
-            ModelConfig(n_layers=3, d_model=48, n_heads=3, d_vocab=70, n_ctx=20,
-                        tie_embeddings=True),
-        ]
-        for cfg in cfgs:
-            with torch.device("meta"):
-                want = sum(p.numel() for p in Transformer(cfg, device="meta").parameters())
-            got = call(fn, cfg)
-            case = (f"n_layers={cfg.n_layers}, d_model={cfg.d_model}, d_vocab={cfg.d_vocab}, "
-                    f"attn_only={cfg.attn_only}, positional={cfg.positional}, "
-                    f"normalization={cfg.normalization}, tied={cfg.tie_embeddings}")
-            try:
-                got = int(got)
-            except (TypeError, ValueError) as e:
-                raise Mismatch(f"return an int, got {type(got).__name__}") from e
-            if got == want:
-                cases.append(f"{case}: {want:,}")
-                continue
-            diff = want - got
-            d = cfg.d_model
-            hints = {
-                cfg.d_model * cfg.d_vocab: "the unembedding W_U (or, when tied, you counted it "
-                "twice)",
-                cfg.n_ctx * d: "the learned position embeddings W_pos",
-                cfg.n_layers * (3 * cfg.n_heads * cfg.d_head + d): "the attention biases",
-                cfg.n_layers * (cfg.d_mlp + d): "the MLP biases",
-            }
-            if cfg.normalization:
-                n_ln = cfg.n_layers * (1 if cfg.attn_only else 2) + 1
-                hints[n_ln * 2 * d] = "the LayerNorm weights and biases"
-            for amount, what in hints.items():
-                if abs(diff) == amount:
-                    verb = "missed" if diff > 0 else "counted extra"
-                    raise Mismatch(f"off by {abs(diff):,}: you {verb} {what}", [f"case: {case}"])
-            raise Mismatch(f"{case}: counted {got:,}, the model has {want:,}")
-        return cases
-    return run_check("count_params", body)

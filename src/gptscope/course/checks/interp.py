@@ -1,4 +1,4 @@
-"""Checks for lessons 8-12: logit lens, induction, patching, probes, steering, SAEs."""
+"""Checks for lessons 8-9: logit lens, induction, patching (10-12 are in features.py)."""
 
 # The wrong-variant lambdas are called by compare() in the same loop iteration that makes
 # them, so the late binding B023 warns about cannot bite.
@@ -12,13 +12,11 @@ from typing import Any
 import torch
 
 from gptscope.config import ModelConfig
-from gptscope.course.checks._common import Mismatch, call, compare, randn, run_check
+from gptscope.course.checks._common import call, compare, run_check
 from gptscope.course.result import CheckResult
 from gptscope.interp import accumulated_resid, activation_patching, pattern_scores
 from gptscope.interp.heads import detection_pattern
 from gptscope.model.transformer import Transformer
-from gptscope.sae import sae_loss
-from gptscope.steering import SteeringVector
 
 
 def interp_model(seed: int = 0, n_layers: int = 2) -> Transformer:
@@ -136,126 +134,3 @@ def check_activation_patching(fn: Callable[..., Any]) -> CheckResult:
         }, atol=1e-4)
         return [case]
     return run_check("activation_patching", body)
-
-
-# -- lesson 10 --------------------------------------------------------------------------------
-
-def _planted(n: int, d: int, seed: int, signal: bool = True):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, d, generator=g)
-    direction = torch.randn(d, generator=torch.Generator().manual_seed(99))
-    if signal:
-        y = ((x @ direction + 0.3 * torch.randn(n, generator=g)) > 0).long()
-    else:
-        y = torch.randint(0, 2, (n,), generator=g)
-    return x, y
-
-
-def check_linear_probe(fn: Callable[..., Any]) -> CheckResult:
-    def body() -> list[str]:
-        x, y = _planted(600, 16, seed=0)
-        acc = call(fn, x[:400], y[:400], x[400:], y[400:])
-        try:
-            acc = float(acc)
-        except (TypeError, ValueError) as e:
-            raise Mismatch(f"return the test accuracy as a float, got {type(acc).__name__}") \
-                from e
-        majority = max(y[400:].float().mean().item(), 1 - y[400:].float().mean().item())
-        if acc <= majority + 0.02:
-            raise Mismatch(f"accuracy {acc:.2f} is no better than always predicting the "
-                           f"majority class ({majority:.2f}); is the probe trained?")
-        if acc < 0.85:
-            raise Mismatch(f"held-out accuracy {acc:.2f} on a linearly separable concept; "
-                           "expected >= 0.85 (train longer or standardise the inputs)")
-        # Control: random labels, more dimensions than training examples.
-        xc, yc = _planted(140, 64, seed=1, signal=False)
-        ctrl = float(call(fn, xc[:40], yc[:40], xc[40:], yc[40:]))
-        if ctrl > 0.75:
-            raise Mismatch(f"the probe scores {ctrl:.2f} on random labels: you measured "
-                           "accuracy on the training data; report accuracy on the held-out "
-                           "test set")
-        return [f"planted concept: test accuracy {acc:.2f}",
-                f"random labels (control): {ctrl:.2f}"]
-    return run_check("linear_probe", body)
-
-
-# -- lesson 11 --------------------------------------------------------------------------------
-
-def check_steering_vector(fn: Callable[..., Any]) -> CheckResult:
-    def body() -> list[str]:
-        cases = []
-        model = interp_model(seed=3, n_layers=3)
-        for pos_ids, neg_ids, layer in [([1, 2, 3, 4], [1, 7, 3, 5], 1),
-                                        ([2, 9, 9], [4, 4, 1, 8, 8], 2),
-                                        ([6, 1, 2, 3, 4], [6, 5], 0)]:
-            pos = torch.tensor([pos_ids])
-            neg = torch.tensor([neg_ids])
-            name = f"blocks.{layer}.hook_resid_pre"
-            want = SteeringVector.from_contrast(model, pos, neg, name).vector
-            got = call(fn, model, pos, neg, layer)
-            case = f"layer {layer}, prompts of {len(pos_ids)} and {len(neg_ids)} tokens"
-            post = f"blocks.{layer}.hook_resid_post"
-            compare(got, want, case, {
-                "sign flipped: positive minus negative": lambda: -want,
-                "read the wrong hook: use blocks.{layer}.hook_resid_pre (resid_post is the "
-                "next layer's input)": lambda: SteeringVector.from_contrast(
-                    model, pos, neg, post).vector,
-                "used the last position only; keep one row per position (ActAdd)":
-                    lambda: SteeringVector.from_contrast(model, pos, neg, name,
-                                                         aligned=False).vector,
-                "the shorter prompt must be padded with zero rows at the *end*":
-                    lambda: _pad_front(model, pos, neg, name),
-            }, atol=1e-5)
-            cases.append(case)
-        return cases
-    return run_check("steering_vector", body)
-
-
-def _pad_front(model, pos, neg, name):
-    with torch.no_grad():
-        a = model.run_with_cache(pos)[1][name][0]
-        b = model.run_with_cache(neg)[1][name][0]
-    n = max(a.shape[0], b.shape[0])
-    a = torch.cat([a.new_zeros(n - a.shape[0], a.shape[1]), a])
-    b = torch.cat([b.new_zeros(n - b.shape[0], b.shape[1]), b])
-    return a - b
-
-
-# -- lesson 12 --------------------------------------------------------------------------------
-
-def check_sae_loss(fn: Callable[..., Any]) -> CheckResult:
-    def body() -> list[str]:
-        cases = []
-        for i, (batch, d_in, d_sae, coeff) in enumerate([(8, 6, 24, 1e-2), (32, 16, 64, 0.5)]):
-            x = randn(batch, d_in, seed=500 + i)
-            x_hat = x + randn(batch, d_in, seed=510 + i, scale=0.3)
-            acts = torch.relu(randn(batch, d_sae, seed=520 + i)) - 0.05 * (i == 1)
-            loss, mse, l1 = sae_loss(x, x_hat, acts, coeff)
-            got = call(fn, x.clone(), x_hat.clone(), acts.clone(), coeff)
-            if not isinstance(got, (tuple, list)) or len(got) != 3:
-                raise Mismatch("return a tuple (loss, mse, l1)")
-            case = f"batch={batch}, d_in={d_in}, d_sae={d_sae}, l1_coefficient={coeff}"
-            err = (x_hat - x).pow(2)
-            compare(got[1], mse, case + ", mse", {
-                "mse averaged over d_in too; sum the squared error over d_in, then average "
-                "over the batch": lambda: err.mean(),
-                "mse summed over the batch; average over the batch": lambda: err.sum(),
-                "mse is not squared": lambda: (x_hat - x).abs().sum(-1).mean(),
-            }, what="sae_loss")
-            compare(got[2], l1, case + ", l1", {
-                "l1 uses squares; the L1 norm is the sum of absolute values":
-                    lambda: acts.pow(2).sum(-1).mean(),
-                "l1 without abs(): negative activations must count as positive":
-                    lambda: acts.sum(-1).mean(),
-                "l1 summed over the batch; average over the batch":
-                    lambda: acts.abs().sum(),
-                "l1 averaged over features too; sum over features, average over the batch":
-                    lambda: acts.abs().mean(),
-            }, what="sae_loss")
-            compare(got[0], loss, case + ", loss", {
-                "loss forgot the coefficient: loss = mse + l1_coefficient * l1":
-                    lambda: mse + l1,
-            }, what="sae_loss")
-            cases.append(case)
-        return cases
-    return run_check("sae_loss", body)

@@ -18,17 +18,22 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gptscope.course.checks._answers import (
-    Variants,
     dict_answer,
-    expect_close,
     gradients,
-    guarded,
     reaches,
-    run_cases,
     tensor_answer,
     tuple_answer,
 )
-from gptscope.course.checks._common import Mismatch, call, close, randn, run_check
+from gptscope.course.checks._common import (
+    Mismatch,
+    Variants,
+    call,
+    close,
+    compare,
+    randn,
+    run_cases,
+    run_check,
+)
 from gptscope.course.checks.alignment import bool_mask, masked_mean64, row_means64
 from gptscope.course.result import CheckResult
 
@@ -99,8 +104,8 @@ def _kl_problem(found: Any, key: str, label: str, logprobs: Tensor, ref: Tensor
                 ) -> Mismatch | None:
     value = tensor_answer(found[key], f"kl_estimators(...)[{key!r}]")
     try:
-        expect_close(value, kl_truth(logprobs, ref)[key], label, key,
-                     kl_variants(key, logprobs, ref), atol=1e-6)
+        compare(value, kl_truth(logprobs, ref)[key], label, kl_variants(key, logprobs, ref),
+                key, atol=1e-6)
     except Mismatch as problem:
         return problem
     return None
@@ -114,14 +119,14 @@ def check_kl_estimators(fn: Callable[..., Any]) -> CheckResult:
         k1, k3 = (_kl_problem(found, key, label, logprobs, ref) for key in ("k1", "k3"))
         # Both wrong in the way one reversed log-ratio makes them: name that one cause.
         if k1 and k3 and k1.message == K1_SIGN and k3.message == K3_INVERTED:
-            raise Mismatch(KL_DIRECTION, k1.details)
+            raise Mismatch(KL_DIRECTION, k1.details, [KL_DIRECTION])
         k2 = _kl_problem(found, "k2", label, logprobs, ref) if "k2" in found else None
         for problem in (k1, k3, k2):
             if problem:
                 raise problem
         return label
 
-    return run_check("kl_estimators", guarded(lambda: run_cases(kl_cases(), one_case)))
+    return run_check("kl_estimators", lambda: run_cases(kl_cases(), one_case))
 
 
 # -- ppo_clip_loss ----------------------------------------------------------------------------
@@ -338,13 +343,13 @@ def check_ppo_clip_loss(fn: Callable[..., Any]) -> CheckResult:
         loss = tensor_answer(result[0], "the loss (first value)")
         fraction = tensor_answer(result[1], "clip_fraction (second value)")
         want_loss, want_fraction = ppo_truth(c)
-        expect_close(loss, want_loss, c.label, "the loss", ppo_loss_variants(c))
+        compare(loss, want_loss, c.label, ppo_loss_variants(c), "the loss")
         _ppo_gradients(c, loss, logprobs, old)
-        expect_close(fraction, want_fraction, c.label, "clip_fraction",
-                     clip_fraction_variants(c), atol=1e-6)
+        compare(fraction, want_fraction, c.label, clip_fraction_variants(c), "clip_fraction",
+                atol=1e-6)
         return c.label
 
-    return run_check("ppo_clip_loss", guarded(lambda: run_cases(ppo_cases(), one_case)))
+    return run_check("ppo_clip_loss", lambda: run_cases(ppo_cases(), one_case))
 
 
 # -- dpo_loss ---------------------------------------------------------------------------------
@@ -486,10 +491,10 @@ def _check_rewards(c: DpoCase, chosen_reward: Tensor, rejected_reward: Tensor) -
             not close(want_chosen, want_rejected):
         raise Mismatch(R_SWAPPED, details)
     chosen, rejected, ref_chosen, ref_rejected = c.logps
-    expect_close(chosen_reward, want_chosen, c.label, "chosen_reward",
-                 reward_variants(chosen, ref_chosen, c.beta_value))
-    expect_close(rejected_reward, want_rejected, c.label, "rejected_reward",
-                 reward_variants(rejected, ref_rejected, c.beta_value))
+    compare(chosen_reward, want_chosen, c.label,
+            reward_variants(chosen, ref_chosen, c.beta_value), "chosen_reward")
+    compare(rejected_reward, want_rejected, c.label,
+            reward_variants(rejected, ref_rejected, c.beta_value), "rejected_reward")
     if chosen_reward.requires_grad or rejected_reward.requires_grad:
         raise Mismatch(R_NOT_DETACHED, details)
 
@@ -502,11 +507,11 @@ def check_dpo_loss(fn: Callable[..., Any]) -> CheckResult:
         loss = tensor_answer(result[0], "the loss (first value)")
         chosen_reward = tensor_answer(result[1], "chosen_reward (second value)")
         rejected_reward = tensor_answer(result[2], "rejected_reward (third value)")
-        expect_close(loss, dpo_truth(c)[0], c.label, "the loss", dpo_loss_variants(c))
+        compare(loss, dpo_truth(c)[0], c.label, dpo_loss_variants(c), "the loss")
         grads = gradients(loss, inputs)
         if reaches(grads["ref_chosen_logps"]) or reaches(grads["ref_rejected_logps"]):
             raise Mismatch(D_REF_GRAD, [f"case: {c.label}"])
         _check_rewards(c, chosen_reward, rejected_reward)
         return c.label
 
-    return run_check("dpo_loss", guarded(lambda: run_cases(dpo_cases(), one_case)))
+    return run_check("dpo_loss", lambda: run_cases(dpo_cases(), one_case))

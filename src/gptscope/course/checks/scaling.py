@@ -22,15 +22,19 @@ from torch import Tensor
 from gptscope.config import ModelConfig
 from gptscope.course import datasets
 from gptscope.course.checks._answers import (
-    Variants,
     dict_answer,
-    expect_close,
-    guarded,
-    run_cases,
     tensor_answer,
     tuple_answer,
 )
-from gptscope.course.checks._common import Mismatch, call, randn, run_check
+from gptscope.course.checks._common import (
+    Mismatch,
+    Variants,
+    call,
+    compare,
+    randn,
+    run_cases,
+    run_check,
+)
 from gptscope.course.result import CheckResult
 from gptscope.scaling import fits
 from gptscope.train import mfu
@@ -110,7 +114,7 @@ def check_flops_per_token(fn: Callable[..., Any]) -> CheckResult:
         named(got, want, flop_variants(cfg, t), _label(cfg, t))
         return f"{_label(cfg, t)}: {want:.4g}"
 
-    return run_check("flops_per_token", guarded(lambda: run_cases(FLOP_CASES, one_case)))
+    return run_check("flops_per_token", lambda: run_cases(FLOP_CASES, one_case))
 
 
 TRAINING_CASES = [(FLOP_CASES[1][0], 1_000_000, 2.0, None), (FLOP_CASES[3][0], 250_000, 0.5, 32),
@@ -139,7 +143,7 @@ def check_training_flops(fn: Callable[..., Any]) -> CheckResult:
         named(got, per_token * tokens * epochs, variants, label)
         return label
 
-    return run_check("training_flops", guarded(lambda: run_cases(TRAINING_CASES, one_case)))
+    return run_check("training_flops", lambda: run_cases(TRAINING_CASES, one_case))
 
 
 # -- compute_frontier ------------------------------------------------------------------------
@@ -233,12 +237,12 @@ def check_compute_frontier(fn: Callable[..., Any]) -> CheckResult:
         mean = loss.double().mean(1)
         idx = frontier_truth(compute.double(), mean)
         want = torch.stack([compute.double()[idx], mean[idx]])
-        expect_close(torch.stack([fc.double(), fl.double()]), want, label,
-                     "the frontier (compute, loss)", frontier_variants(compute, loss),
-                     atol=1e-9, rtol=1e-6)
+        compare(torch.stack([fc.double(), fl.double()]), want, label,
+                frontier_variants(compute, loss), "the frontier (compute, loss)",
+                atol=1e-9, rtol=1e-6)
         return f"{label}: {len(idx)} shapes on the frontier"
 
-    return run_check("compute_frontier", guarded(lambda: run_cases(frontier_cases(), one_case)))
+    return run_check("compute_frontier", lambda: run_cases(frontier_cases(), one_case))
 
 
 # -- fit_power_law ---------------------------------------------------------------------------
@@ -325,7 +329,7 @@ def check_fit_power_law(fn: Callable[..., Any]) -> CheckResult:
         raise Mismatch(f"{label}: got a={ga:.4g}, alpha={galpha:.4g}; expected a={want[0]:.4g}, "
                        f"alpha={want[1]:.4g} (fit a line in log-log space)", [f"case: {label}"])
 
-    return run_check("fit_power_law", guarded(lambda: run_cases(power_law_cases(), one_case)))
+    return run_check("fit_power_law", lambda: run_cases(power_law_cases(), one_case))
 
 
 def _pair_close(got: tuple[float, float], want: tuple[float, float], rel: float = 1e-3
@@ -476,7 +480,7 @@ def check_fit_chinchilla(fn: Callable[..., Any]) -> CheckResult:
             return f"{case.label}: Huber objective {value:.4g} (best {best:.4g})"
         raise Mismatch(_chinchilla_diagnosis(got, index, value, best), [f"case: {case.label}"])
 
-    return run_check("fit_chinchilla", guarded(lambda: run_cases(range(3), one_case)))
+    return run_check("fit_chinchilla", lambda: run_cases(range(3), one_case))
 
 
 # -- compute_optimal_allocation --------------------------------------------------------------
@@ -540,7 +544,7 @@ def check_compute_optimal_allocation(fn: Callable[..., Any]) -> CheckResult:
                        f"{want[0]:.4g} and {want[1]:.4g}", [f"case: {label}"])
 
     return run_check("compute_optimal_allocation",
-                     guarded(lambda: run_cases(ALLOCATION_CASES, one_case)))
+                     lambda: run_cases(ALLOCATION_CASES, one_case))
 
 
 # -- doubling_time ---------------------------------------------------------------------------
@@ -583,4 +587,4 @@ def check_doubling_time(fn: Callable[..., Any]) -> CheckResult:
         named(got, want, doubling_variants(years, compute), label, rel=1e-6)
         return f"{label}: {12 * want:.1f} months"
 
-    return run_check("doubling_time", guarded(lambda: run_cases(doubling_cases(), one_case)))
+    return run_check("doubling_time", lambda: run_cases(doubling_cases(), one_case))

@@ -22,6 +22,16 @@ def layer_norm(x: Tensor, w: Tensor, b: Tensor, eps: float = 1e-5) -> Tensor:
     return centred / (var + eps).sqrt() * w + b
 
 
+def rms_norm(x: Tensor, w: Tensor, eps: float = 1e-6) -> Tensor:
+    """RMSNorm over the last dimension (Zhang and Sennrich 2019; LLaMA's norm):
+    x / sqrt(mean(x^2) + eps) * w.
+
+    x [..., d]; w [d]. No mean is subtracted and there is no bias: only the scale of each
+    vector is normalised. eps is inside the square root.
+    """
+    return x / (x.pow(2).mean(-1, keepdim=True) + eps).sqrt() * w
+
+
 def transformer_block(x: Tensor, params: dict[str, Tensor], cfg: ModelConfig) -> Tensor:
     """One GPT-2 block: x [batch, pos, d_model] -> [batch, pos, d_model].
 
@@ -33,9 +43,12 @@ def transformer_block(x: Tensor, params: dict[str, Tensor], cfg: ModelConfig) ->
 
     Pre-LN, each sublayer reads a normalised copy and *adds* to the residual stream:
         mid = x + attn(ln1(x));  out = mid + mlp(ln2(mid))
-    attn is causal multi-head attention when ``cfg.causal`` (as in lesson 4); mlp is
-    ``gelu(h @ W_in + b_in) @ W_out + b_out`` with GPT-2's tanh GELU
-    (``F.gelu(h, approximate="tanh")``); LayerNorm uses ``cfg.eps``.
+    attn is causal multi-head attention when ``cfg.causal`` (as in lesson 4), with
+    ``cfg.d_head`` (which need not be d_model / n_heads; read it from the weights' shapes);
+    mlp is ``gelu(h @ W_in + b_in) @ W_out + b_out`` with GPT-2's tanh GELU
+    (``F.gelu(h, approximate="tanh")``); LayerNorm uses ``cfg.eps``. An attention-only
+    block (``cfg.attn_only``, as in the induction-head toy models) has no MLP and no ln2:
+    out = x + attn(ln1(x)).
 
     Prefer modules? Define instead ``class transformer_block(nn.Module)`` built from
     ``cfg`` with parameters under these names and ``forward(x)``; the check loads the
@@ -58,6 +71,8 @@ def transformer_block(x: Tensor, params: dict[str, Tensor], cfg: ModelConfig) ->
         scores = scores.masked_fill(~torch.ones(n, n, dtype=torch.bool).tril(), float("-inf"))
     z = scores.softmax(-1) @ v
     mid = x + torch.einsum("bhpd,hdm->bpm", z, p["attn.W_O"]) + p["attn.b_O"]
+    if cfg.attn_only:
+        return mid
     h = ln(mid, "ln2")
     hidden = F.gelu(h @ p["mlp.W_in"] + p["mlp.b_in"], approximate="tanh")
     return mid + hidden @ p["mlp.W_out"] + p["mlp.b_out"]

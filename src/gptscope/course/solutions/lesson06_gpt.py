@@ -25,8 +25,15 @@ def gpt_forward(tokens: Tensor, params: dict[str, Tensor], cfg: ModelConfig) -> 
     [d_model, d_vocab]. The check loads a reference model's weights into yours this way and
     compares logits.
 
-    Steps: x = W_E[tokens] + W_pos[:pos]; each block (pre-LN, causal, as in lesson 5);
-    ln_final; logits = x @ W_U.
+    Steps: x = W_E[tokens] + W_pos[:pos]; each block (pre-LN, causal, as in lesson 5, every
+    LayerNorm with ``cfg.eps``); ln_final; logits = x @ W_U.
+
+    The check varies the shapes and two switches, so follow them: n_layers (0 too: then
+    only the embeddings, ln_final and the unembedding), n_heads, ``cfg.d_head`` (need not be
+    d_model / n_heads: scale the scores by sqrt(d_head)), ``cfg.d_mlp``, ``cfg.eps``;
+    ``cfg.attn_only``: blocks without ln2 and MLP, x + attn(ln1(x)); ``cfg.tie_embeddings``:
+    params has no ``unembed.W_U``, the unembedding is W_E.T. The rest stays at GPT-2's
+    choices: LayerNorm, learned positions, biases everywhere, tanh GELU, causal attention.
 
     Prefer modules? Define instead ``class gpt_forward(nn.Module)`` whose ``__init__(cfg)``
     makes parameters with exactly these names and whose ``forward(tokens)`` returns logits:
@@ -46,11 +53,14 @@ def gpt_forward(tokens: Tensor, params: dict[str, Tensor], cfg: ModelConfig) -> 
             ~allowed, float("-inf"))
         z = scores.softmax(-1) @ v
         x = x + torch.einsum("bhpd,hdm->bpm", z, p[b + "attn.W_O"]) + p[b + "attn.b_O"]
+        if cfg.attn_only:
+            continue
         h = _ln(x, p[b + "ln2.w"], p[b + "ln2.b"], cfg.eps)
         h = F.gelu(h @ p[b + "mlp.W_in"] + p[b + "mlp.b_in"], approximate="tanh")
         x = x + h @ p[b + "mlp.W_out"] + p[b + "mlp.b_out"]
     x = _ln(x, p["ln_final.w"], p["ln_final.b"], cfg.eps)
-    return x @ p["unembed.W_U"]
+    W_U = p["embed.W_E"].T if cfg.tie_embeddings else p["unembed.W_U"]
+    return x @ W_U
 
 
 def sample_next(
@@ -106,12 +116,15 @@ def bpe_merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, tokens: Tensor
                ) -> float:
-    """One optimisation step of next-token prediction; returns the loss (a float).
+    """One optimisation step of next-token prediction; returns the loss (a Python float).
 
     tokens [batch, pos]. ``model(tokens)`` gives logits [batch, pos, d_vocab]; the logits at
     position t predict token t + 1, so compare logits[:, :-1] with tokens[:, 1:] using
-    ``F.cross_entropy`` (flatten batch and position first). Then clear old gradients,
-    backpropagate and step the optimizer. Return the loss before the step.
+    ``F.cross_entropy`` (flatten batch and position first; its mean over every predicted
+    token). Then clear old gradients (the model may arrive holding some from earlier: call
+    ``optimizer.zero_grad()`` before ``loss.backward()``), backpropagate and step the
+    optimizer you are given: its state (momentum, Adam's moments) carries over between
+    calls. Return the loss before the step, as ``loss.item()``.
     """
     logits = model(tokens)
     loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
@@ -126,10 +139,14 @@ def train_loop(model: torch.nn.Module, data: Tensor, steps: int = 300, batch_siz
                lr: float = 3e-3, seed: int = 0) -> list[float]:
     """Train ``model`` on sequences ``data`` [n, pos] for ``steps`` steps; return the losses.
 
-    Each step draws ``batch_size`` random rows (seeded with ``seed``) and calls
-    ``train_step``. Use ``torch.optim.AdamW(model.parameters(), lr=lr)``. The check trains a
-    small model on a task where the next token depends on more than the current one, and
-    needs its held-out loss to beat the best bigram model's within a time budget.
+    Before the loop make one ``torch.optim.AdamW(model.parameters(), lr=lr)`` and one
+    generator ``g = torch.Generator().manual_seed(seed)``; each step draws ``rows =
+    torch.randint(0, n, (batch_size,), generator=g)`` and calls ``train_step(model,
+    optimizer, data[rows])``. Return the list of the ``steps`` losses (floats).
+
+    That makes the run reproducible, and the check replays it: it needs the same rows, one
+    AdamW with your lr, the reference's losses, and a held-out loss that beats the best
+    bigram model's on a task where the next token depends on more than the current one.
     """
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
