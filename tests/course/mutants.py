@@ -29,8 +29,10 @@ from gptscope.steering import SteeringVector
 
 from .mutants_assistant import MUTANTS as ASSISTANT_MUTANTS
 from .mutants_basics import MUTANTS as BASICS_MUTANTS
+from .mutants_circuits import MUTANTS as CIRCUITS_MUTANTS
 from .mutants_features import MUTANTS as FEATURES_MUTANTS
 from .mutants_gpt import MUTANTS as GPT_MUTANTS
+from .mutants_real_models import MUTANTS as REAL_MODELS_MUTANTS
 from .mutants_scaling import MUTANTS as SCALING_MUTANTS
 
 # -- lesson 1
@@ -656,10 +658,12 @@ MORE = {
     "induction_score": [(induction_transposed, "query and key axes swapped")],
 }
 for _exercise, _items in [*MORE.items(), *BASICS_MUTANTS.items(), *FEATURES_MUTANTS.items(),
-                          *GPT_MUTANTS.items()]:
+                          *GPT_MUTANTS.items(), *REAL_MODELS_MUTANTS.items(),
+                          *CIRCUITS_MUTANTS.items()]:
     MUTANTS.setdefault(_exercise, []).extend(_items)
 MUTANTS.update(ASSISTANT_MUTANTS)  # lesson 13b's, kept in their own file
 MUTANTS.update(SCALING_MUTANTS)  # lesson 13's too
 # Their own test files check these more strictly (each its own message, right answers too);
 # lessons 10-12's in test_course_depth_features.py.
-TESTED_ELSEWHERE = set(ASSISTANT_MUTANTS) | set(SCALING_MUTANTS) | set(FEATURES_MUTANTS)
+TESTED_ELSEWHERE = (set(ASSISTANT_MUTANTS) | set(SCALING_MUTANTS) | set(FEATURES_MUTANTS)
+                    | set(REAL_MODELS_MUTANTS) | set(CIRCUITS_MUTANTS))

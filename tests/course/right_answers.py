@@ -12,6 +12,9 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .mutants_circuits import RIGHT_ANSWERS as CIRCUITS_RIGHT
+from .mutants_real_models import RIGHT_ANSWERS as REAL_MODELS_RIGHT
+
 # -- lesson 1
 
 
@@ -565,3 +568,8 @@ RIGHT.update({
     "train_loop": [train_loop_log_softmax],
     "count_params": [count_params_by_building],
 })
+
+# Lessons 7-9 and 14's new exercises keep their right answers beside their mutants.
+for _answers in (REAL_MODELS_RIGHT, CIRCUITS_RIGHT):
+    for _exercise, _fns in _answers.items():
+        RIGHT.setdefault(_exercise, []).extend(_fns)

@@ -12,13 +12,17 @@ from typing import Any
 from gptscope.course.checks import (
     alignment,
     attention,
+    attribution,
     basics,
     calibration,
+    circuits,
     features,
     gpt,
     interp,
     params,
     positions,
+    projects,
+    real_models,
     rlhf,
     scaling,
     training,
@@ -27,8 +31,9 @@ from gptscope.course.result import CheckResult
 
 CHECKS: dict[str, Callable[[Any], CheckResult]] = {
     name[len("check_"):]: fn
-    for module in (basics, positions, calibration, attention, gpt, training, params, interp,
-                   features, scaling, alignment, rlhf)
+    for module in (basics, positions, calibration, attention, gpt, training, params,
+                   real_models, interp, attribution, circuits, features, scaling, alignment,
+                   rlhf, projects)
     for name, fn in vars(module).items()
     if name.startswith("check_") and callable(fn)
 }

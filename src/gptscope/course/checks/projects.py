@@ -1,0 +1,1 @@
+"""Checks for lesson 14's exercises on reporting results (filled in by the lesson's work)."""

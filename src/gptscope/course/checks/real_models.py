@@ -1,0 +1,1 @@
+"""Checks for lesson 7's decoding and tokenizer exercises (filled in by the lesson's work)."""
