@@ -64,3 +64,25 @@ def test_stub_keeps_docstrings_and_hides_bodies(lesson, tmp_path):
     for ex in lesson.exercises:
         result = check(ex, getattr(module, ex))
         assert not result.passed and "not implemented" in result.message
+
+
+def test_learners_read_seed_names_and_reading_times_not_ids_or_zeros():
+    from gptscope.course.notebooks import lesson_intro
+
+    syl = load_syllabus()
+    attention = syl.lesson("04")
+    intro = lesson_intro(attention)
+    assert "AI Safety at UCLA Intro Fellowship: Transformers Track: week 4" in intro
+    assert "000 week" not in intro and "(seed 000)" not in intro
+    # Lesson 4's goals are about attention, not the fellowship's research-culture goals.
+    assert all("attention" in g.text for g in attention.goals)
+    assert syl.source("999 week 1") == "999 week 1"  # an unknown seed stays as written
+    for lesson in syl.lessons:
+        timed = [r.minutes for r in lesson.readings if r.minutes is not None]
+        text = lesson.reading_time
+        if not lesson.readings:
+            assert text == "no readings"
+        elif not timed:
+            assert "times not given" in text and "0 min" not in text
+        else:
+            assert f"{sum(timed)} min" in text

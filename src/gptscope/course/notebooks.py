@@ -52,10 +52,11 @@ def _split(source: str) -> tuple[str, dict[str, str], str]:
 def lesson_intro(lesson: Lesson) -> str:
     """The markdown header of a lesson: what it builds, goals, readings."""
     out = [f"# Lesson {lesson.id}: {lesson.title}", "",
-           f"*Follows:* {'; '.join(lesson.follows)}", "", lesson.builds, ""]
+           f"*Follows:* {load_syllabus().follows(lesson)}", "", lesson.builds, "",
+           f"*Readings:* {lesson.reading_time}.", ""]
     if lesson.goals:
         out += ["## Learning goals", ""]
-        out += [f"- {g.text} *(seed {g.seed})*" for g in lesson.goals]
+        out += [f"- {g.text} *({load_syllabus().source(g.seed)})*" for g in lesson.goals]
         out.append("")
     if lesson.readings:
         out += ["## Readings", ""]

@@ -12,7 +12,9 @@ import html
 import json
 from pathlib import Path
 
+from gptscope.course.exercises import solution_module
 from gptscope.course.progress import LessonStatus, Progress
+from gptscope.course.syllabus import Lesson
 from gptscope.utils.atomic import write_text
 from gptscope.viz.html import page
 
@@ -87,7 +89,7 @@ def _index(progress: Progress, statuses: list[LessonStatus]) -> str:
             f'<span class="{cls}">{len(st.readings_done)}/{len(lesson.readings)} readings, '
             f"{len(st.passed)}/{len(lesson.exercises)} exercises</span>"
             f'<div class="course-meta">{_e(lesson.builds)} '
-            f"({lesson.reading_minutes} min of reading; about {st.minutes:.0f} min spent)</div>"
+            f"({_e(lesson.reading_time)}; about {st.minutes:.0f} min spent)</div>"
             "</li>")
     seeds = "".join(f"<li>{_e(k)}: {_e(v)}</li>" for k, v in syl.seeds.items())
     body = (
@@ -104,17 +106,23 @@ def _index(progress: Progress, statuses: list[LessonStatus]) -> str:
     return _page(syl.title, body)
 
 
+def _summary(lesson: Lesson, exercise: str) -> str:
+    """The first line of the exercise's docstring: what the learner builds."""
+    doc = getattr(solution_module(lesson), exercise).__doc__ or ""
+    return doc.strip().split("\n", 1)[0]
+
+
 def _lesson_page(progress: Progress, st: LessonStatus) -> str:
-    lesson = st.lesson
+    lesson, syl = st.lesson, progress.syllabus
     parts = ['<p><a href="index.html">&larr; all lessons</a></p>',
              f"<h1>Lesson {_e(lesson.id)}: {_e(lesson.title)}</h1>",
-             f'<p class="course-meta">Follows: {_e("; ".join(lesson.follows))}</p>',
+             f'<p class="course-meta">Follows: {_e(syl.follows(lesson))}</p>',
              f"<p>{_e(lesson.builds)}</p>",
              f'<p><span class="course-bar" data-frac="{_fraction(st):.3f}"><span></span></span>'
              f" about {st.minutes:.0f} min spent</p>"]
     if lesson.goals:
         parts.append("<h2>Learning goals</h2><ul>" + "".join(
-            f"<li>{_e(g.text)} <span class='course-meta'>(seed {_e(g.seed)})</span></li>"
+            f"<li>{_e(g.text)} <span class='course-meta'>({_e(syl.source(g.seed))})</span></li>"
             for g in lesson.goals) + "</ul>")
     if lesson.readings:
         rows = []
@@ -124,7 +132,8 @@ def _lesson_page(progress: Progress, st: LessonStatus) -> str:
             mins = f" ({r.minutes} min)" if r.minutes else ""
             rows.append(f"<li>{tick} <span class='course-meta'>{_e(r.kind)}</span> "
                         f"{title}{mins}</li>")
-        parts.append("<h2>Readings</h2><ol>" + "".join(rows) + "</ol>"
+        parts.append(f"<h2>Readings</h2><p class='course-meta'>{_e(lesson.reading_time)}</p>"
+                     "<ol>" + "".join(rows) + "</ol>"
                      f"<p class='course-meta'>Tick one off: <code>gptscope learn read "
                      f"{_e(lesson.id)} N</code></p>")
     if lesson.exercises:
@@ -136,8 +145,10 @@ def _lesson_page(progress: Progress, st: LessonStatus) -> str:
                 state = "<span class='course-tried'>tried</span>"
             else:
                 state = "<span class='course-todo'>not started</span>"
-            rows.append(f"<li><code>{_e(ex)}</code>: {state}</li>")
-        parts.append("<h2>Exercises</h2><ul>" + "".join(rows) + "</ul>")
+            rows.append(f"<li><code>{_e(ex)}</code>: {state}<br><span class='course-meta'>"
+                        f"{_e(_summary(lesson, ex))}</span></li>")
+        parts.append("<h2>Exercises</h2><p class='course-meta'>Each is checked: <code>"
+                     f"gptscope check {_e(lesson.id)}</code></p><ul>" + "".join(rows) + "</ul>")
     notes = progress.notes(lesson.id)
     if notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(

@@ -56,12 +56,38 @@ class Lesson:
     def reading_minutes(self) -> int:
         return sum(r.minutes or 0 for r in self.readings)
 
+    @property
+    def reading_time(self) -> str:
+        """How long the readings take, as a learner reads it; the seeds leave some times
+        out, and an unknown time is said, not shown as 0."""
+        if not self.readings:
+            return "no readings"
+        unknown = sum(r.minutes is None for r in self.readings)
+        if unknown == len(self.readings):
+            return f"{len(self.readings)} readings, times not given"
+        if unknown:
+            return f"at least {self.reading_minutes} min of reading ({unknown} not timed)"
+        return f"{self.reading_minutes} min of reading"
+
 
 @dataclass(frozen=True)
 class Syllabus:
     title: str
     seeds: dict[str, str]
     lessons: list[Lesson]
+
+    def source(self, ref: str) -> str:
+        """A seed reference as a learner reads it: "000 week 4" -> the seed's name, "week
+        4" (the ids are the syllabus's own bookkeeping)."""
+        key, _, rest = ref.partition(" ")
+        name = self.seeds.get(key)
+        if name is None:
+            return ref
+        return f"{name}: {rest}" if rest else name
+
+    def follows(self, lesson: Lesson) -> str:
+        """What ``lesson`` follows in the seeds, by name."""
+        return "; ".join(self.source(ref) for ref in lesson.follows)
 
     def lesson(self, key: str | int) -> Lesson:
         """A lesson by id ("4", "04", "3b"), slug ("attention") or module name."""

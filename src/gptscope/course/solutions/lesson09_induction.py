@@ -87,3 +87,83 @@ def explore_trained_induction(steps: int = 200, seed: int = 0) -> Tensor:
     print(scores)
     print(f"best head: {scores.max().item():.2f} (an induction head scores > 0.4)")
     return scores
+
+
+def ov_qk_circuits(model, layer: int, head: int) -> tuple[Tensor, Tensor]:
+    """One head's full QK and OV circuits, read from the weights alone: (qk, ov).
+
+    With the row-vector convention (a residual vector x [d_model] times a matrix) and the
+    weights of ``model.blocks[layer].attn`` (W_Q, W_K, W_V [n_heads, d_model, d_head],
+    W_O [n_heads, d_head, d_model]), the embedding model.W_E [d_vocab, d_model] and the
+    unembedding model.W_U [d_model, d_vocab]:
+
+    - qk = W_E W_Q W_K^T W_E^T [d_vocab, d_vocab]: entry [i, j] is the attention score
+      (before the 1/sqrt(d_head) scale, which is left out) a query on token i gives a key on
+      token j.
+    - ov = W_E W_V W_O W_U [d_vocab, d_vocab]: entry [i, j] is how much attending to token
+      i raises the logit of token j.
+
+    Only this head's slice ``[head]`` of each weight. Biases (b_Q, b_K, b_V, b_O) and
+    LayerNorm are left out: the circuits are the weights' bilinear part, as TransformerLens
+    and Elhage et al. (2021) define them. Return plain tensors, detached from the graph.
+    """
+    attn = model.blocks[layer].attn
+    W_E, W_U = model.W_E.detach(), model.W_U.detach()
+    W_Q, W_K = attn.W_Q[head].detach(), attn.W_K[head].detach()
+    W_V, W_O = attn.W_V[head].detach(), attn.W_O[head].detach()
+    qk = (W_E @ W_Q) @ (W_E @ W_K).T
+    ov = W_E @ W_V @ W_O @ W_U
+    return qk, ov
+
+
+def composition_score(model, layer_a: int, head_a: int, layer_b: int, head_b: int,
+                      kind: str = "Q") -> Tensor:
+    """How strongly head b (a later layer) reads what head a writes (Elhage et al., 2021).
+
+    Row-vector convention: head a's OV matrix is W_A = W_V^a W_O^a [d_model, d_model] (what
+    a adds to the residual stream, x -> x W_A). Head b's matrix W_B [d_model, d_model] is
+    W_Q^b W_K^b^T for kind "Q" (a's output read by b's queries), its transpose
+    W_K^b W_Q^b^T for "K" (read by b's keys) and W_V^b W_O^b for "V" (by b's values); W_Q
+    etc. are the ``[head]`` slices of ``model.blocks[layer].attn``'s weights, biases left
+    out. Score = ||W_A W_B||_F / (||W_A||_F ||W_B||_F) with the Frobenius norm: near
+    1/sqrt(d_model) for unrelated random heads, up to 1 when b reads exactly a's output.
+    Callers pass layer_a < layer_b. Returns a 0-d float tensor.
+    """
+    a, b = model.blocks[layer_a].attn, model.blocks[layer_b].attn
+    W_A = a.W_V[head_a].detach() @ a.W_O[head_a].detach()
+    W_Q, W_K = b.W_Q[head_b].detach(), b.W_K[head_b].detach()
+    W_B = {"Q": lambda: W_Q @ W_K.T, "K": lambda: W_K @ W_Q.T,
+           "V": lambda: b.W_V[head_b].detach() @ b.W_O[head_b].detach()}[kind]()
+    fro = torch.linalg.matrix_norm
+    return fro(W_A @ W_B) / (fro(W_A) * fro(W_B))
+
+
+def ablate_head(model, tokens: Tensor, layer: int, head: int, kind: str = "zero") -> Tensor:
+    """How much the loss rises when one head is knocked out: ablated loss - clean loss.
+
+    tokens [batch, pos] (int64). The loss is the model's mean next-token loss,
+    ``model(tokens, return_type="loss")``. The ablated run replaces head ``head``'s output
+    z at ``blocks.{layer}.attn.hook_z`` ([batch, pos, head, d_head]) for that head only, and
+    leaves every other head as it is:
+
+    - kind "zero": by zeros;
+    - kind "mean": by its mean over the batch and every position, one [d_head] vector (the
+      head's average output on these tokens, computed from the clean run).
+
+    Ablate with a hook (``model.run_with_hooks``), so no hook stays attached afterwards and
+    the weights are not touched. Returns a 0-d float tensor (no gradient needed).
+    """
+    name = f"blocks.{layer}.attn.hook_z"
+    with torch.no_grad():
+        clean, cache = model.run_with_cache(tokens, names_filter=name, return_type="loss")
+        fill = torch.zeros_like(cache[name][0, 0, head])
+        if kind == "mean":
+            fill = cache[name][:, :, head].mean(dim=(0, 1))
+
+        def hook(z: Tensor, hook) -> Tensor:
+            z = z.clone()
+            z[:, :, head] = fill
+            return z
+
+        ablated = model.run_with_hooks(tokens, return_type="loss", fwd_hooks=[(name, hook)])
+    return ablated - clean
