@@ -32,6 +32,7 @@ from .mutants_basics import MUTANTS as BASICS_MUTANTS
 from .mutants_circuits import MUTANTS as CIRCUITS_MUTANTS
 from .mutants_features import MUTANTS as FEATURES_MUTANTS
 from .mutants_gpt import MUTANTS as GPT_MUTANTS
+from .mutants_interp import MUTANTS as INTERP_MUTANTS
 from .mutants_real_models import MUTANTS as REAL_MODELS_MUTANTS
 from .mutants_scaling import MUTANTS as SCALING_MUTANTS
 
@@ -658,8 +659,8 @@ MORE = {
     "induction_score": [(induction_transposed, "query and key axes swapped")],
 }
 for _exercise, _items in [*MORE.items(), *BASICS_MUTANTS.items(), *FEATURES_MUTANTS.items(),
-                          *GPT_MUTANTS.items(), *REAL_MODELS_MUTANTS.items(),
-                          *CIRCUITS_MUTANTS.items()]:
+                          *GPT_MUTANTS.items(), *INTERP_MUTANTS.items(),
+                          *REAL_MODELS_MUTANTS.items(), *CIRCUITS_MUTANTS.items()]:
     MUTANTS.setdefault(_exercise, []).extend(_items)
 MUTANTS.update(ASSISTANT_MUTANTS)  # lesson 13b's, kept in their own file
 MUTANTS.update(SCALING_MUTANTS)  # lesson 13's too

@@ -127,7 +127,40 @@ def params_float(cfg):
     return float(s07.count_params(cfg))
 
 
+
+
+# -- lesson 6: sample_next and bpe_merge
+
+
+def sample_top_p_first(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    if temperature == 0 or not (top_k and top_p):
+        return s06.sample_next(logits, temperature, top_k, top_p, generator)
+    logits = logits.float() / temperature
+    sl, order = logits.sort(dim=-1, descending=True)
+    probs = sl.softmax(-1)
+    drop_sorted = probs.cumsum(-1) - probs >= top_p
+    logits = logits.masked_fill(drop_sorted.scatter(-1, order, drop_sorted), float("-inf"))
+    kth = logits.topk(top_k, dim=-1).values[..., -1:]
+    logits = logits.masked_fill(logits < kth, float("-inf"))
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+
+
+def bpe_by_string(ids, pair, new_id):
+    """Merging in the decimal text of the ids: fine for one-digit ids only."""
+    text = " ".join(map(str, ids)).replace(f"{pair[0]} {pair[1]}", str(new_id))
+    return [int(t) for t in text.split()]
+
+
+def bpe_digits_joined(ids, pair, new_id):
+    text = ",".join(map(str, ids)) + ","
+    text = text.replace(f"{pair[0]},{pair[1]},", f"{new_id},")
+    return [int(t) for t in text.split(",") if t]
+
+
 MUTANTS = {
+    "sample_next": [(sample_top_p_first, "top-p was applied before top-k")],
+    "bpe_merge": [(bpe_by_string, "ids with more than one digit"),
+                  (bpe_digits_joined, "ids with more than one digit")],
     "gpt_forward": [(gpt_ignores_eps, "use cfg.eps"), (gpt_scale_from_d_model, "sqrt(cfg.d_head)"),
                     (gpt_always_mlp, "cfg.attn_only is True"),
                     (gpt_never_tied, "cfg.tie_embeddings is True"),

@@ -14,8 +14,10 @@ import torch
 
 from gptscope.config import ModelConfig, gelu_new
 from gptscope.course.checks._common import (
+    Ambiguous,
     LearnerError,
     Mismatch,
+    Unexplained,
     as_tensor,
     call,
     compare,
@@ -166,24 +168,37 @@ def check_gpt_forward(fn: Callable[..., Any]) -> CheckResult:
 
 def filtered_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
                    top_p: float | None = None, k_extra: int = 0, top_p_inclusive: bool = False,
-                   multiply: bool = False) -> torch.Tensor:
+                   multiply: bool = False, p_before_k: bool = False) -> torch.Tensor:
     """The distribution ``sample_next`` draws from (and wrong variants, for diagnosis)."""
     logits = logits.double() * temperature if multiply else logits.double() / temperature
-    if top_k is not None and top_k + k_extra < logits.shape[-1]:
-        kth = logits.topk(top_k + k_extra, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None and top_p < 1.0:
-        sl, order = logits.sort(dim=-1, descending=True)
-        probs = sl.softmax(-1)
-        before = probs.cumsum(-1) - probs
-        drop_sorted = probs.cumsum(-1) >= top_p if top_p_inclusive else before >= top_p
-        if top_p_inclusive:
-            drop_sorted[..., 0] = False
-        drop = drop_sorted.scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
-    return logits.softmax(-1)
+    if p_before_k:
+        return _keep_top_k(_keep_top_p(logits, top_p, top_p_inclusive), top_k + k_extra
+                           if top_k else None).softmax(-1)
+    return _keep_top_p(_keep_top_k(logits, top_k + k_extra if top_k else None), top_p,
+                       top_p_inclusive).softmax(-1)
 
 
+def _keep_top_k(logits: torch.Tensor, k: int | None) -> torch.Tensor:
+    if k is None or k >= logits.shape[-1]:
+        return logits
+    kth = logits.topk(k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def _keep_top_p(logits: torch.Tensor, top_p: float | None, inclusive: bool) -> torch.Tensor:
+    if top_p is None or top_p >= 1.0:
+        return logits
+    sl, order = logits.sort(dim=-1, descending=True)
+    probs = sl.softmax(-1)
+    before = probs.cumsum(-1) - probs
+    drop_sorted = probs.cumsum(-1) >= top_p if inclusive else before >= top_p
+    if inclusive:
+        drop_sorted[..., 0] = False
+    return logits.masked_fill(drop_sorted.scatter(-1, order, drop_sorted), float("-inf"))
+
+
+TOP_P_FIRST = ("top-p was applied before top-k; apply top-k first, then top-p to the "
+               "renormalised probabilities of what is left")
 N_DRAWS = 20_000
 TV_TOLERANCE = 0.03
 
@@ -196,28 +211,35 @@ SAMPLING_CASES = [
     ("top_k=1", dict(temperature=1.0, top_k=1)),
     ("top_p=0.6", dict(temperature=1.0, top_p=0.6)),
     ("top_p=0.9, temperature 0.7", dict(temperature=0.7, top_p=0.9)),
+    # Top-p before top-k always equals another mistake on one case ("top-k ignored" where
+    # the top-p set is smaller than k, "top-p ignored" where it is larger, often "k+1" too):
+    # these three cases together rule each of those out and leave it alone.
+    ("top_k=4 then top_p=0.6, temperature 2", dict(temperature=2.0, top_k=4, top_p=0.6)),
+    ("top_k=4 then top_p=0.75, temperature 2", dict(temperature=2.0, top_k=4, top_p=0.75)),
+    ("top_k=3 then top_p=0.6, temperature 2", dict(temperature=2.0, top_k=3, top_p=0.6)),
 ]
 
 
 def check_sample_next(fn: Callable[..., Any]) -> CheckResult:
     def body() -> list[str]:
-        cases = [_check_greedy(fn)]
-        base = torch.tensor([2.0, 1.5, 1.0, 0.5, 0.0, -0.5, -1.0, -3.0])
-        for case, kw in SAMPLING_CASES:
-            logits = base.repeat(N_DRAWS, 1)
-            gen = torch.Generator().manual_seed(0)
-            ids = as_tensor(call(fn, logits.clone(), generator=gen, **kw), "sample_next")
-            if ids.shape != (N_DRAWS,):
-                raise Mismatch(f"{case}: returned shape {tuple(ids.shape)}, expected "
-                               f"({N_DRAWS},): one token id per row", [f"case: {case}"])
-            emp = torch.bincount(ids.long().flatten(), minlength=base.numel()).double() / N_DRAWS
-            want = filtered_probs(base, **kw)
-            tv = 0.5 * (emp - want).abs().sum().item()
-            if tv > TV_TOLERANCE:
-                raise _sampling_mismatch(case, kw, base, emp, want, tv)
-            cases.append(f"{case} (total variation {tv:.3f})")
-        return cases
+        greedy = _check_greedy(fn)
+        return [greedy, *run_cases(SAMPLING_CASES, lambda c: _sampling_case(fn, *c))]
     return run_check("sample_next", body)
+
+
+def _sampling_case(fn: Callable[..., Any], case: str, kw: dict) -> str:
+    base = torch.tensor([2.0, 1.5, 1.0, 0.5, 0.0, -0.5, -1.0, -3.0])
+    gen = torch.Generator().manual_seed(0)
+    ids = as_tensor(call(fn, base.repeat(N_DRAWS, 1), generator=gen, **kw), "sample_next")
+    if ids.shape != (N_DRAWS,):
+        raise Mismatch(f"{case}: returned shape {tuple(ids.shape)}, expected ({N_DRAWS},): "
+                       "one token id per row", [f"case: {case}"])
+    emp = torch.bincount(ids.long().flatten(), minlength=base.numel()).double() / N_DRAWS
+    want = filtered_probs(base, **kw)
+    tv = 0.5 * (emp - want).abs().sum().item()
+    if tv > TV_TOLERANCE:
+        raise _sampling_mismatch(case, kw, base, emp, want, tv)
+    return f"{case} (total variation {tv:.3f})"
 
 
 def _check_greedy(fn: Callable[..., Any]) -> str:
@@ -233,16 +255,28 @@ def _check_greedy(fn: Callable[..., Any]) -> str:
 
 def _sampling_mismatch(case: str, kw: dict, base: torch.Tensor, emp: torch.Tensor,
                        want: torch.Tensor, tv: float) -> Mismatch:
-    """The mistake whose distribution the sampled frequencies ``emp`` match, named."""
+    """The mistakes whose distribution the sampled frequencies ``emp`` match on this case
+    (and those the case rules out), for ``verdict`` to weigh across the cases."""
+    def near(a: torch.Tensor, b: torch.Tensor) -> bool:
+        return 0.5 * (a - b).abs().sum().item() <= TV_TOLERANCE
+
+    found, ruled_out = [], set()
     for message, dist in _sampling_mistakes(kw, base).items():
-        if dist is not None and 0.5 * (emp - dist).abs().sum().item() <= TV_TOLERANCE:
-            return Mismatch(message, [f"case: {case}"])
+        if dist is None or near(dist, want):
+            continue  # this case cannot tell the mistake from the right answer
+        (found.append if near(emp, dist) else ruled_out.add)(message)
+    details = [f"case: {case}"]
+    if len(found) > 1:
+        return Ambiguous(found, details, ruled_out=ruled_out)
+    if found:
+        return Mismatch(found[0], details, found, ruled_out)
     outside = (want == 0) & (emp > 0)
     if outside.any():
         return Mismatch(f"{case}: sampled tokens that should have been removed "
-                        f"(ids {outside.nonzero().flatten().tolist()})", [f"case: {case}"])
-    return Mismatch(f"{case}: the sampled frequencies differ from the reference "
-                    f"distribution (total variation {tv:.3f})", [f"case: {case}"])
+                        f"(ids {outside.nonzero().flatten().tolist()})", details,
+                        ruled_out=ruled_out)
+    return Unexplained(f"{case}: the sampled frequencies differ from the reference "
+                       f"distribution (total variation {tv:.3f})", details, ruled_out=ruled_out)
 
 
 def _sampling_mistakes(kw: dict, base: torch.Tensor) -> dict[str, torch.Tensor | None]:
@@ -260,6 +294,7 @@ def _sampling_mistakes(kw: dict, base: torch.Tensor) -> dict[str, torch.Tensor |
         "mass *before* it reaches p)": filtered_probs(base, **kw, top_p_inclusive=True)
         if top_p else None,
         "top-k ignored": filtered_probs(base, temperature, None, top_p) if top_k else None,
+        TOP_P_FIRST: filtered_probs(base, **kw, p_before_k=True) if top_k and top_p else None,
         "top-p ignored": filtered_probs(base, temperature, top_k, None) if top_p else None,
         "always returns the most likely token; sample with torch.multinomial":
             torch.nn.functional.one_hot(torch.tensor(0), base.numel()).double(),
@@ -275,7 +310,10 @@ def check_bpe_merge(fn: Callable[..., Any]) -> CheckResult:
         cases = []
         specs = [([1, 2, 3, 1, 2], (1, 2), 9), ([5, 5, 5], (5, 5), 9), ([5, 5, 5, 5], (5, 5), 7),
                  ([], (1, 2), 3), ([1], (1, 2), 3), ([1, 2], (1, 2), 4),
-                 ([2, 1, 2, 1, 1, 2], (1, 2), 8), ([3, 4, 3], (4, 3), 6)]
+                 ([2, 1, 2, 1, 1, 2], (1, 2), 8), ([3, 4, 3], (4, 3), 6),
+                 # Ids of several digits: "1 2" is also inside "11 2" and "1 21".
+                 ([11, 2, 1, 2], (1, 2), 300), ([1, 21, 2, 1, 2], (1, 2), 256),
+                 ([10, 1, 0, 10, 1], (10, 1), 257), ([257, 3, 25, 73], (25, 73), 300)]
         for ids, pair, new in specs:
             want = merge_pair(ids, pair, new)
             before = list(ids)
@@ -297,9 +335,25 @@ def check_bpe_merge(fn: Callable[..., Any]) -> CheckResult:
                 raise Mismatch("overlapping occurrences were merged: after a merge, continue "
                                "after *both* ids ([5, 5, 5] -> [9, 5])",
                                [f"case: {case}: expected {want}, got {got}"])
+            if any(got == _merge_as_text(ids, pair, new, sep) for sep in (" ", ",")):
+                raise Mismatch("you merged in the ids' text: with ids with more than one digit "
+                               "the pair's text also matches across ids (\"1 2\" is inside "
+                               "\"11 2\"); compare the ids themselves, pair by pair",
+                               [f"case: {case}: expected {want}, got {got}"])
             raise Mismatch(f"{case}: expected {want}, got {got}")
         return cases
     return run_check("bpe_merge", body)
+
+
+def _merge_as_text(ids, pair, new, sep):
+    """The merge done by replacing text in the ids joined with ``sep`` (None if the text
+    cannot be read back as ids)."""
+    text = sep.join(map(str, ids)) + sep
+    merged = text.replace(f"{pair[0]}{sep}{pair[1]}{sep}", f"{new}{sep}")
+    try:
+        return [int(t) for t in merged.split(sep) if t]
+    except ValueError:
+        return None
 
 
 def _merge_first_only(ids, pair, new):
