@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "gptscope"
 LAYERS = {
     "utils": 0, "config": 0,
     "model": 1, "tokenizers": 1,
-    "io": 2,
+    "io": 2, "zoo": 2,
     "data": 3,
     "train": 4,
     "interp": 5, "steering": 5, "sae": 5, "scaling": 5,

@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 # Subpackages load on first use (gs.interp, gs.sae, ...) so `import gptscope` stays light.
 _SUBPACKAGES = ("course", "data", "interp", "io", "model", "report", "sae", "steering",
-                "tokenizers", "train", "viz")
+                "tokenizers", "train", "viz", "zoo")
 
 
 def __getattr__(name: str):

@@ -67,6 +67,15 @@ def test_notebooks_execute(tmp_path, monkeypatch):
     best = [t for t in _outputs(merged) if "best head:" in t]
     assert len(best) == 1
     assert float(best[0].split("best head:")[1].split()[0]) > 0.4, best[0]
+    # Lessons 8 and 10 read the shipped stories model (gs.zoo): the lens's guesses improve
+    # block by block, and a probe reads a sentence's sentiment at its full stop (0.87 when
+    # measured; chance 0.5).
+    lens = [float(line.split("log p(next)")[1].split()[0]) for t in _outputs(merged)
+            for line in t.splitlines() if "mean log p(next)" in line]
+    assert len(lens) == 5 and lens == sorted(lens), lens
+    probe = [t for t in _outputs(merged) if "sentiment is linearly readable" in t]
+    assert len(probe) == 1, probe
+    assert float(probe[0].split("after the last block ")[1].split(":")[0]) > 0.75, probe
     # Lesson 12's explore cell: an SAE trained on the learner's loss finds the true features.
     mmcs = [t for t in _outputs(merged) if "MMCS with the true features" in t]
     assert len(mmcs) == 1 and float(mmcs[0].split("features")[1].split()[0]) > 0.8, mmcs

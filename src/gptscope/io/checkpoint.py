@@ -124,15 +124,20 @@ def is_hf_folder(path: Path) -> bool:
 
 
 def load(path: str | Path, device: str = "cpu") -> nn.Module:
-    """Load a model saved by ``save`` (or a Hugging Face folder, via ``load_pretrained``)."""
+    """Load a model saved by ``save`` (or a Hugging Face folder, via ``load_pretrained``),
+    or a shipped model by name (``gs.zoo.names()``) when no such folder exists."""
     from gptscope.model.transformer import Transformer
+    from gptscope.zoo import resolve
 
-    path = Path(path)
+    path = resolve(path)
     if path.is_file() and path.suffix in PICKLE_SUFFIXES:
         refuse_pickles(path.parent)
         raise ValueError(f"{path} is a pickle file; gptscope loads safetensors folders only")
     if not path.is_dir():
-        raise ValueError(f"{path} is not a folder; pass the folder that gs.save wrote")
+        from gptscope.zoo import names
+
+        raise ValueError(f"{path} is not a folder; pass the folder that gs.save wrote, or "
+                         f"the name of a shipped model ({', '.join(names())})")
     if is_hf_folder(path):
         from gptscope.io.hf_import import load_pretrained
 

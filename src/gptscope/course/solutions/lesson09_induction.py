@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from gptscope.model.transformer import Transformer
+
 
 def induction_score(pattern: Tensor, seq_len: int) -> Tensor:
     """How much each head behaves like an induction head: [head], each in [0, 1].
@@ -53,14 +55,10 @@ def activation_patching(model, clean: Tensor, corrupted: Tensor,
     return out
 
 
-def explore_trained_induction(steps: int = 200, seed: int = 0) -> Tensor:
-    """Given: train a 2-layer attention-only model on repeated random tokens (about 10-20
-    seconds on a laptop), then score its heads with *your* ``induction_score``.
-
-    Induction heads form during this short run: the best layer-1 head should score well
-    above 0.4, the layer-0 heads (which cannot do induction alone) near 0. Returns the
-    scores [layer, head].
-    """
+def train_induction_model(steps: int = 200, seed: int = 0) -> Transformer:
+    """Given: train a 2-layer attention-only model on repeated random tokens (BOS, 16
+    distinct tokens, the same 16 again) for ``steps`` steps, about 10-20 seconds for 200 on
+    a laptop. Induction heads form within such a short run."""
     import gptscope as gs
     from gptscope.data.tasks import InductionTask
 
@@ -77,19 +75,40 @@ def explore_trained_induction(steps: int = 200, seed: int = 0) -> Tensor:
         opt.zero_grad()
         loss.backward()
         opt.step()
-    half = torch.stack([torch.randperm(64, generator=g)[:16] for _ in range(8)])
-    repeated = torch.cat([half, half], dim=1)  # [8, 32]: distinct tokens, repeated once
-    names = [f"blocks.{i}.attn.hook_pattern" for i in range(cfg.n_layers)]
+    print(f"trained {steps} steps; final training loss {loss.item():.3f}")
+    return model.eval()
+
+
+def explore_trained_induction(train_steps: int = 0, seed: int = 0) -> Tensor:
+    """Given: score every head of a trained model with *your* ``induction_score``.
+
+    By default the model is the shipped ``induction-2l`` (``gs.load("induction-2l")``: the
+    trainer's preset of that name, 1000 steps, seed 1337; ``gs.zoo.recipe`` says how it was
+    made); ``train_steps=200`` trains one here instead (``train_induction_model``). The
+    sequences are a BOS token, then distinct random tokens repeated once, as in training;
+    the pattern is scored without its BOS row and column. The best layer-1 head should
+    score well above 0.4, the layer-0 heads (which cannot do induction alone) near 0.
+    Returns the scores [layer, head].
+    """
+    import gptscope as gs
+
+    model = train_induction_model(train_steps, seed) if train_steps else gs.load("induction-2l")
+    n_symbols, half = model.cfg.d_vocab - 1, (model.cfg.n_ctx - 1) // 2  # BOS is the last id
+    g = torch.Generator().manual_seed(seed)
+    distinct = torch.stack([torch.randperm(n_symbols, generator=g)[:half] for _ in range(8)])
+    bos = torch.full((8, 1), n_symbols)
+    tokens = torch.cat([bos, distinct, distinct], dim=1)  # [8, 1 + 2 * half]
+    names = [f"blocks.{i}.attn.hook_pattern" for i in range(model.cfg.n_layers)]
     with torch.no_grad():
-        _, cache = model.run_with_cache(repeated, names_filter=names)
-    scores = torch.stack([induction_score(cache[name], 16) for name in names])
-    print(f"final training loss {loss.item():.3f}; induction scores [layer, head]:")
+        _, cache = model.run_with_cache(tokens, names_filter=names)
+    scores = torch.stack([induction_score(cache[name][..., 1:, 1:], half) for name in names])
+    print("induction scores [layer, head]:")
     print(scores)
     print(f"best head: {scores.max().item():.2f} (an induction head scores > 0.4)")
     return scores
 
 
-def ov_qk_circuits(model, layer: int, head: int) -> tuple[Tensor, Tensor]:
+def ov_qk_circuits(model: Transformer, layer: int, head: int) -> tuple[Tensor, Tensor]:
     """One head's full QK and OV circuits, read from the weights alone: (qk, ov).
 
     With the row-vector convention (a residual vector x [d_model] times a matrix) and the
@@ -105,7 +124,7 @@ def ov_qk_circuits(model, layer: int, head: int) -> tuple[Tensor, Tensor]:
 
     Only this head's slice ``[head]`` of each weight. Biases (b_Q, b_K, b_V, b_O) and
     LayerNorm are left out: the circuits are the weights' bilinear part, as TransformerLens
-    and Elhage et al. (2021) define them. Return plain tensors, detached from the graph.
+    and Elhage et al. (2021) define them. Read the weights; do not edit them.
     """
     attn = model.blocks[layer].attn
     W_E, W_U = model.W_E.detach(), model.W_U.detach()
@@ -116,7 +135,7 @@ def ov_qk_circuits(model, layer: int, head: int) -> tuple[Tensor, Tensor]:
     return qk, ov
 
 
-def composition_score(model, layer_a: int, head_a: int, layer_b: int, head_b: int,
+def composition_score(model: Transformer, layer_a: int, head_a: int, layer_b: int, head_b: int,
                       kind: str = "Q") -> Tensor:
     """How strongly head b (a later layer) reads what head a writes (Elhage et al., 2021).
 
@@ -138,7 +157,8 @@ def composition_score(model, layer_a: int, head_a: int, layer_b: int, head_b: in
     return fro(W_A @ W_B) / (fro(W_A) * fro(W_B))
 
 
-def ablate_head(model, tokens: Tensor, layer: int, head: int, kind: str = "zero") -> Tensor:
+def ablate_head(model: Transformer, tokens: Tensor, layer: int, head: int,
+                kind: str = "zero") -> Tensor:
     """How much the loss rises when one head is knocked out: ablated loss - clean loss.
 
     tokens [batch, pos] (int64). The loss is the model's mean next-token loss,

@@ -95,3 +95,49 @@ def mean_difference_direction(acts: Tensor, labels: Tensor) -> Tensor:
     """
     diff = acts[labels == 1].mean(0) - acts[labels == 0].mean(0)
     return diff / diff.norm()
+
+
+def explore_sentiment_probe(n_sentences: int = 1200, seed: int = 0) -> dict[str, float]:
+    """Given: probe the shipped ``stories`` model (``gs.load("stories")``, a 4-layer
+    character model of the generated stories) with *your* ``linear_probe``.
+
+    The activations are those at the full stop that ends each positive or negative
+    sentence, with the 128 characters before it as context; the label is the sentence's
+    sentiment. Every example's last token is the same "." at the same position, so the
+    embeddings cannot tell the classes apart (chance, 0.5); what the layers add is what the
+    model carried forward from the sentence. Each feature is standardised with the training
+    examples' mean and std first (residual features differ in scale by orders of
+    magnitude, which a probe trained for a few hundred steps feels). Returns the test
+    accuracy after the embeddings and after each block.
+    """
+    import gptscope as gs
+    from gptscope.data.stories import generate_stories
+
+    model = gs.load("stories")
+    n_ctx = model.cfg.n_ctx
+    windows, labels = [], []
+    for story in generate_stories(2 * n_sentences, seed=1000 + seed):
+        for span in story.spans:
+            if span.labels.get("sentiment") in ("negative", "positive") and \
+                    span.labels.get("kind") == "sentiment" and span.end >= n_ctx:
+                windows.append(story.text[span.end - n_ctx:span.end])
+                labels.append(int(span.labels["sentiment"] == "positive"))
+        if len(windows) >= n_sentences:
+            break
+    tokens = torch.tensor([model.tokenizer.encode(w) for w in windows[:n_sentences]])
+    y = torch.tensor(labels[:n_sentences])
+    names = ["blocks.0.hook_resid_pre"] + [f"blocks.{i}.hook_resid_post"
+                                           for i in range(model.cfg.n_layers)]
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=names)
+    n_train = 2 * len(y) // 3
+    accuracies = {}
+    for name in names:
+        x = cache[name][:, -1]  # [n, d_model] at the full stop
+        x = (x - x[:n_train].mean(0)) / x[:n_train].std(0).clamp_min(1e-6)
+        accuracies[name] = linear_probe(x[:n_train], y[:n_train], x[n_train:], y[n_train:],
+                                        steps=500, seed=seed)
+        print(f"{name:26s} test accuracy {accuracies[name]:.2f}")
+    print(f"chance 0.5; after the last block {accuracies[names[-1]]:.2f}: the sentence's "
+          "sentiment is linearly readable at its full stop")
+    return accuracies
