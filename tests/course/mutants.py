@@ -33,6 +33,7 @@ from .mutants_circuits import MUTANTS as CIRCUITS_MUTANTS
 from .mutants_features import MUTANTS as FEATURES_MUTANTS
 from .mutants_gpt import MUTANTS as GPT_MUTANTS
 from .mutants_interp import MUTANTS as INTERP_MUTANTS
+from .mutants_optimization import MUTANTS as OPTIMIZATION_MUTANTS
 from .mutants_real_models import MUTANTS as REAL_MODELS_MUTANTS
 from .mutants_scaling import MUTANTS as SCALING_MUTANTS
 
@@ -660,11 +661,13 @@ MORE = {
 }
 for _exercise, _items in [*MORE.items(), *BASICS_MUTANTS.items(), *FEATURES_MUTANTS.items(),
                           *GPT_MUTANTS.items(), *INTERP_MUTANTS.items(),
-                          *REAL_MODELS_MUTANTS.items(), *CIRCUITS_MUTANTS.items()]:
+                          *REAL_MODELS_MUTANTS.items(), *CIRCUITS_MUTANTS.items(),
+                          *OPTIMIZATION_MUTANTS.items()]:
     MUTANTS.setdefault(_exercise, []).extend(_items)
 MUTANTS.update(ASSISTANT_MUTANTS)  # lesson 13b's, kept in their own file
 MUTANTS.update(SCALING_MUTANTS)  # lesson 13's too
 # Their own test files check these more strictly (each its own message, right answers too);
 # lessons 10-12's in test_course_depth_features.py.
 TESTED_ELSEWHERE = (set(ASSISTANT_MUTANTS) | set(SCALING_MUTANTS) | set(FEATURES_MUTANTS)
-                    | set(REAL_MODELS_MUTANTS) | set(CIRCUITS_MUTANTS))
+                    | set(REAL_MODELS_MUTANTS) | set(CIRCUITS_MUTANTS)
+                    | set(OPTIMIZATION_MUTANTS))

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .mutants_circuits import RIGHT_ANSWERS as CIRCUITS_RIGHT
+from .mutants_optimization import RIGHT_ANSWERS as OPTIMIZATION_RIGHT
 from .mutants_real_models import RIGHT_ANSWERS as REAL_MODELS_RIGHT
 
 # -- lesson 1
@@ -570,6 +571,6 @@ RIGHT.update({
 })
 
 # Lessons 7-9 and 14's new exercises keep their right answers beside their mutants.
-for _answers in (REAL_MODELS_RIGHT, CIRCUITS_RIGHT):
+for _answers in (REAL_MODELS_RIGHT, CIRCUITS_RIGHT, OPTIMIZATION_RIGHT):
     for _exercise, _fns in _answers.items():
         RIGHT.setdefault(_exercise, []).extend(_fns)

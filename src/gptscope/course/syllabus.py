@@ -34,7 +34,7 @@ class Goal:
 
 @dataclass(frozen=True)
 class Lesson:
-    """A lesson: ``id`` is "01" ... "14" (and "03b", "13b"); ``slug`` names its workspace
+    """A lesson: ``id`` is "01" ... "14" (and "03b", "06b", "13b"); ``slug`` names its workspace
     file."""
 
     id: str

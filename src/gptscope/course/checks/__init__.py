@@ -19,6 +19,7 @@ from gptscope.course.checks import (
     features,
     gpt,
     interp,
+    optimization,
     params,
     positions,
     projects,
@@ -31,9 +32,9 @@ from gptscope.course.result import CheckResult
 
 CHECKS: dict[str, Callable[[Any], CheckResult]] = {
     name[len("check_"):]: fn
-    for module in (basics, positions, calibration, attention, gpt, training, params,
-                   real_models, interp, attribution, circuits, features, scaling, alignment,
-                   rlhf, projects)
+    for module in (basics, positions, calibration, attention, gpt, training, optimization,
+                   params, real_models, interp, attribution, circuits, features, scaling,
+                   alignment, rlhf, projects)
     for name, fn in vars(module).items()
     if name.startswith("check_") and callable(fn)
 }

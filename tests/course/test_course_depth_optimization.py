@@ -1,0 +1,149 @@
+"""Lesson 6b (optimization) at depth: each mistake in mutants_optimization.py is told its own
+message alone, right answers written differently pass, each reference agrees with cases
+worked by hand, and the noisy quadratic model's formula agrees with simulated SGD."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+import torch
+
+from gptscope.course import check, load_syllabus, stub_source
+from gptscope.course.checks import optimization as oc
+from gptscope.course.solutions import lesson06b_optimization as s06b
+
+from .mutants_optimization import MUTANTS, RIGHT_ANSWERS
+from .strict import assert_named_alone
+
+EXERCISES = ["adam_step", "noisy_quadratic_loss", "optimal_lr_by_batch"]
+CASES = [(ex, fn, phrase) for ex, items in MUTANTS.items() for fn, phrase in items]
+RIGHT = [(ex, fn) for ex, fns in RIGHT_ANSWERS.items() for fn in fns]
+
+
+def test_the_syllabus_lists_the_lesson_after_06_with_enough_mutants():
+    syl = load_syllabus()
+    ids = [lesson.id for lesson in syl.lessons]
+    assert ids.index("06b") == ids.index("06") + 1
+    lesson = syl.lesson("06b")
+    assert lesson.exercises == EXERCISES and lesson.module_name == "lesson06b_optimization"
+    for name in EXERCISES:
+        assert len(MUTANTS[name]) >= 5 and len(RIGHT_ANSWERS[name]) >= 2, name
+
+
+@pytest.mark.parametrize("exercise,mutant,phrase", CASES,
+                         ids=[f"{ex}-{fn.__name__}" for ex, fn, _ in CASES])
+def test_mutant_gets_its_own_message_and_no_other(exercise, mutant, phrase):
+    assert_named_alone(exercise, mutant, phrase, MUTANTS[exercise])
+
+
+@pytest.mark.parametrize("exercise,answer", RIGHT,
+                         ids=[f"{ex}-{fn.__name__}" for ex, fn in RIGHT])
+def test_right_answer_written_differently_passes(exercise, answer):
+    result = check(exercise, answer)
+    assert result.passed, str(result)
+
+
+@pytest.mark.parametrize("exercise", EXERCISES)
+def test_the_reference_solution_passes_quickly(exercise):
+    check(exercise, getattr(s06b, exercise))  # the first call pays for imports
+    start = time.perf_counter()
+    result = check(exercise, getattr(s06b, exercise))
+    assert result.passed, str(result)
+    assert time.perf_counter() - start < 1.0
+
+
+def test_stubs_import_and_say_not_implemented():
+    lesson = load_syllabus().lesson("06b")
+    namespace: dict = {}
+    exec(compile(stub_source(lesson), lesson.module_name, "exec"), namespace)
+    assert "explore_optimal_lr" in namespace  # the given function stays in the stub
+    for ex in EXERCISES:
+        result = check(ex, namespace[ex])
+        assert not result.passed and not result.implemented, ex
+        assert "not implemented" in result.message, ex
+
+
+# -- hand-worked cases ------------------------------------------------------------------------
+
+def test_adam_first_step_by_hand():
+    # On the first step m_hat = g and v_hat = g^2 exactly (the bias correction undoes the
+    # (1 - beta) factors), so the update is lr * g / (|g| + eps): with g = 3, eps = 1,
+    # lr = 0.5 it is 0.5 * 3 / 4 = 0.375. Decay 0.2 first scales p = 2 by 1 - 0.1 = 0.9:
+    # 1.8 - 0.375 = 1.425.
+    p = torch.tensor([2.0], dtype=torch.float64)
+    state = s06b.adam_step([p], [torch.tensor([3.0], dtype=torch.float64)], {}, lr=0.5,
+                           betas=(0.9, 0.99), eps=1.0, weight_decay=0.2)
+    assert p.item() == pytest.approx(1.425)
+    assert state["step"] == 1
+    assert state["m"][0].item() == pytest.approx(0.3) and state["v"][0].item() == \
+        pytest.approx(0.09)
+
+
+def test_adam_replay_without_mistakes_is_torch():
+    params0, grads = oc._adam_inputs(4, 1.0, 5)
+    for wd in (0.0, 0.1):
+        args = (params0, grads, 0.03, (0.6, 0.8), 1e-3, wd)
+        assert torch.allclose(oc.adam_replay(*args), oc.torch_adam_trajectory(*args),
+                              atol=1e-12)
+
+
+def test_nqm_by_hand():
+    # One coordinate, h = 1, c = 2, x0 = 1, lr = 0.5, batch 4: (1 - lr h)^2 = 1/4 and the
+    # noise adds 0.25 * 2 / 4 = 1/8 per step. s: 1 -> 1/4 + 1/8 = 3/8 -> 3/32 + 1/8 = 7/32;
+    # the loss is half of s.
+    one = torch.tensor([1.0], dtype=torch.float64)
+    args = (one, 2 * one, one, 0.5)
+    assert s06b.noisy_quadratic_loss(*args, 4, 0).item() == pytest.approx(0.5)
+    assert s06b.noisy_quadratic_loss(*args, 4, 1).item() == pytest.approx(3 / 16)
+    assert s06b.noisy_quadratic_loss(*args, 4, 2).item() == pytest.approx(7 / 64)
+    # Many steps: s tends to the fixed point s = s / 4 + 1/8, i.e. 1/6, the docstring's
+    # lr c / (B h (2 - lr h)) = 0.5 * 2 / (4 * 1.5) = 1/6.
+    assert s06b.noisy_quadratic_loss(*args, 4, 200).item() == pytest.approx(1 / 12)
+
+
+def test_nqm_formula_agrees_with_simulated_sgd():
+    # Simulate 4000 independent SGD runs whose batch gradient is h x plus the mean of
+    # batch_size draws of noise with variance c; the mean final loss must lie within four
+    # of its standard errors of the formula.
+    g = torch.Generator().manual_seed(0)
+    h = torch.tensor([1.0, 0.4, 0.1], dtype=torch.float64)
+    c = torch.tensor([2.0, 1.0, 3.0], dtype=torch.float64)
+    x0 = torch.tensor([1.0, -2.0, 1.5], dtype=torch.float64)
+    lr, batch_size, steps, runs = 0.4, 8, 15, 4000
+    x = x0.expand(runs, 3).clone()
+    for _ in range(steps):
+        draws = torch.randn(runs, batch_size, 3, generator=g, dtype=torch.float64)
+        noise = (draws * c.sqrt()).mean(1)
+        x = x - lr * (h * x + noise)
+    losses = 0.5 * (h * x * x).sum(-1)
+    standard_error = losses.std().item() / math.sqrt(runs)
+    want = s06b.noisy_quadratic_loss(h, c, x0, lr, batch_size, steps).item()
+    assert abs(losses.mean().item() - want) < 4 * standard_error
+    # And the simulation can tell the known mistakes apart from the formula.
+    wrong = oc.nqm_replay(h, c, x0, lr, batch_size, steps, divide=False).item()
+    assert abs(losses.mean().item() - wrong) > 4 * standard_error
+
+
+def test_optimal_lr_grows_with_the_batch_then_slows(capsys):
+    start = time.perf_counter()
+    best = s06b.explore_optimal_lr()
+    took = time.perf_counter() - start
+    assert took < 5.0
+    growth = (best[1:] / best[:-1]).tolist()
+    assert all(g >= 1 for g in growth)
+    assert min(growth[:3]) > 2.5 and max(growth[-2:]) < 1.6  # near 4x early, slow late
+    assert float(best.max()) < 2.0  # below the stability limit 2 / max(h)
+    assert "batch size" in capsys.readouterr().out
+
+
+def test_optimal_lr_ties_go_to_the_smallest():
+    lrs = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
+
+    def flat(h, c, x0, lr, batch_size, steps):
+        return torch.tensor(0.0 if lr >= 0.2 else 1.0, dtype=torch.float64)
+
+    one = torch.ones(1, dtype=torch.float64)
+    got = s06b.optimal_lr_by_batch(one, one, one, 3, [1, 2], lrs, flat)
+    assert got.tolist() == [0.2, 0.2]
