@@ -30,6 +30,8 @@ from gptscope.steering import SteeringVector
 from .mutants_assistant import MUTANTS as ASSISTANT_MUTANTS
 from .mutants_basics import MUTANTS as BASICS_MUTANTS
 from .mutants_circuits import MUTANTS as CIRCUITS_MUTANTS
+from .mutants_contrastive import MUTANTS as CONTRASTIVE_MUTANTS
+from .mutants_data_parallel import MUTANTS as DATA_PARALLEL_MUTANTS
 from .mutants_features import MUTANTS as FEATURES_MUTANTS
 from .mutants_gpt import MUTANTS as GPT_MUTANTS
 from .mutants_interp import MUTANTS as INTERP_MUTANTS
@@ -662,7 +664,8 @@ MORE = {
 for _exercise, _items in [*MORE.items(), *BASICS_MUTANTS.items(), *FEATURES_MUTANTS.items(),
                           *GPT_MUTANTS.items(), *INTERP_MUTANTS.items(),
                           *REAL_MODELS_MUTANTS.items(), *CIRCUITS_MUTANTS.items(),
-                          *OPTIMIZATION_MUTANTS.items()]:
+                          *OPTIMIZATION_MUTANTS.items(), *CONTRASTIVE_MUTANTS.items(),
+                          *DATA_PARALLEL_MUTANTS.items()]:
     MUTANTS.setdefault(_exercise, []).extend(_items)
 MUTANTS.update(ASSISTANT_MUTANTS)  # lesson 13b's, kept in their own file
 MUTANTS.update(SCALING_MUTANTS)  # lesson 13's too
@@ -670,4 +673,5 @@ MUTANTS.update(SCALING_MUTANTS)  # lesson 13's too
 # lessons 10-12's in test_course_depth_features.py.
 TESTED_ELSEWHERE = (set(ASSISTANT_MUTANTS) | set(SCALING_MUTANTS) | set(FEATURES_MUTANTS)
                     | set(REAL_MODELS_MUTANTS) | set(CIRCUITS_MUTANTS)
-                    | set(OPTIMIZATION_MUTANTS))
+                    | set(OPTIMIZATION_MUTANTS) | set(CONTRASTIVE_MUTANTS)
+                    | set(DATA_PARALLEL_MUTANTS))

@@ -10,13 +10,12 @@ import pytest
 import torch
 
 import gptscope as gs
-from gptscope.course import check, load_syllabus, stub_source
+from gptscope.course import check, load_syllabus
 from gptscope.course.checks.projects import _null, _permutation_cases
 from gptscope.course.solutions import lesson09_induction as s09
 from gptscope.course.solutions import lesson14_projects as s14
 
 from .mutants_circuits import MUTANTS, RIGHT_ANSWERS
-from .strict import assert_named_alone
 
 NEW = {"09": ["ov_qk_circuits", "composition_score", "ablate_head"],
        "14": ["bootstrap_interval", "paired_permutation_test", "seed_spread"]}
@@ -34,37 +33,6 @@ def test_the_syllabus_lists_the_new_exercises_with_enough_mutants():
         assert set(names) <= set(syl.lesson(lesson_id).exercises)
     for name in SOLUTIONS:
         assert len(MUTANTS[name]) >= 5 and len(RIGHT_ANSWERS[name]) >= 2, name
-
-
-@pytest.mark.parametrize("exercise,mutant,phrase", CASES,
-                         ids=[f"{ex}-{fn.__name__}" for ex, fn, _ in CASES])
-def test_mutant_gets_its_own_message_and_no_other(exercise, mutant, phrase):
-    assert_named_alone(exercise, mutant, phrase, MUTANTS[exercise])
-
-
-@pytest.mark.parametrize("exercise,answer", RIGHT,
-                         ids=[f"{ex}-{fn.__name__}" for ex, fn in RIGHT])
-def test_right_answer_written_differently_passes(exercise, answer):
-    result = check(exercise, answer)
-    assert result.passed, str(result)
-
-
-@pytest.mark.parametrize("exercise", list(SOLUTIONS))
-def test_the_reference_solution_passes(exercise):
-    result = check(exercise, SOLUTIONS[exercise])
-    assert result.passed, str(result)
-
-
-def test_stubs_import_and_say_not_implemented():
-    syl = load_syllabus()
-    for lesson_id, names in NEW.items():
-        lesson = syl.lesson(lesson_id)
-        namespace: dict = {}
-        exec(compile(stub_source(lesson), lesson.module_name, "exec"), namespace)
-        for ex in names:
-            result = check(ex, namespace[ex])
-            assert not result.passed and not result.implemented, ex
-            assert "not implemented" in result.message, ex
 
 
 # -- hand-worked cases ------------------------------------------------------------------------

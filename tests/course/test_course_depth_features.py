@@ -12,7 +12,7 @@ import torch
 from bounds import check as bound
 from bounds import seed
 
-from gptscope.course import check, load_syllabus, stub_source
+from gptscope.course import check, load_syllabus
 from gptscope.course.checks.features import probes, sae, steering
 from gptscope.course.exercises import solution_module
 from gptscope.course.solutions import lesson10_probes as s10
@@ -60,16 +60,6 @@ def test_mutant_gets_its_own_message_and_no_other(exercise, mutant, phrase):
 def test_right_answer_written_differently_passes(exercise, answer):
     result = check(exercise, answer)
     assert result.passed, str(result)
-
-
-def test_stubs_import_and_say_not_implemented():
-    for lesson in LESSONS:
-        namespace: dict = {}
-        exec(compile(stub_source(lesson), lesson.module_name, "exec"), namespace)
-        for ex in lesson.exercises:
-            result = check(ex, namespace[ex])
-            assert not result.passed and not result.implemented, ex
-            assert "not implemented" in result.message, ex
 
 
 # -- any return value is a message, never an exception -----------------------------------------

@@ -1,30 +1,13 @@
-"""Lessons 6 to 9's first exercises at depth: each mistake in mutants_gpt.py and
-mutants_interp.py is told its own message alone, and the count_params cases cover every
-option its docstring names."""
+"""Lesson 7's count_params at depth: the random configs cover every option its docstring
+names, and the truth is the module's own count (checked by hand). The strict message test
+of mutants_gpt.py and mutants_interp.py is in test_course_depth.py."""
 
 from __future__ import annotations
 
 import dataclasses
 
-import pytest
-
 from gptscope.config import ModelConfig
 from gptscope.course.checks.params import SWITCHES, model_count, random_configs
-
-from .mutants import MUTANTS as ALL_MUTANTS
-from .mutants_gpt import MUTANTS as GPT_MUTANTS
-from .mutants_interp import MUTANTS as INTERP_MUTANTS
-from .strict import assert_named_alone
-
-CASES = [(ex, fn, phrase) for mutants in (GPT_MUTANTS, INTERP_MUTANTS)
-         for ex, items in mutants.items() for fn, phrase in items]
-
-
-@pytest.mark.parametrize("exercise,mutant,phrase", CASES,
-                         ids=[f"{ex}-{fn.__name__}" for ex, fn, _ in CASES])
-def test_mutant_gets_its_own_message_and_no_other(exercise, mutant, phrase):
-    # Told its own mistake and none of the others any list holds for the exercise.
-    assert_named_alone(exercise, mutant, phrase, ALL_MUTANTS[exercise])
 
 
 def test_random_configs_set_every_switch_both_ways():

@@ -5,17 +5,15 @@ worked by hand, and the noisy quadratic model's formula agrees with simulated SG
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 import torch
 
-from gptscope.course import check, load_syllabus, stub_source
+from gptscope.course import load_syllabus
 from gptscope.course.checks import optimization as oc
 from gptscope.course.solutions import lesson06b_optimization as s06b
 
 from .mutants_optimization import MUTANTS, RIGHT_ANSWERS
-from .strict import assert_named_alone
 
 EXERCISES = ["adam_step", "noisy_quadratic_loss", "optimal_lr_by_batch"]
 CASES = [(ex, fn, phrase) for ex, items in MUTANTS.items() for fn, phrase in items]
@@ -30,39 +28,6 @@ def test_the_syllabus_lists_the_lesson_after_06_with_enough_mutants():
     assert lesson.exercises == EXERCISES and lesson.module_name == "lesson06b_optimization"
     for name in EXERCISES:
         assert len(MUTANTS[name]) >= 5 and len(RIGHT_ANSWERS[name]) >= 2, name
-
-
-@pytest.mark.parametrize("exercise,mutant,phrase", CASES,
-                         ids=[f"{ex}-{fn.__name__}" for ex, fn, _ in CASES])
-def test_mutant_gets_its_own_message_and_no_other(exercise, mutant, phrase):
-    assert_named_alone(exercise, mutant, phrase, MUTANTS[exercise])
-
-
-@pytest.mark.parametrize("exercise,answer", RIGHT,
-                         ids=[f"{ex}-{fn.__name__}" for ex, fn in RIGHT])
-def test_right_answer_written_differently_passes(exercise, answer):
-    result = check(exercise, answer)
-    assert result.passed, str(result)
-
-
-@pytest.mark.parametrize("exercise", EXERCISES)
-def test_the_reference_solution_passes_quickly(exercise):
-    check(exercise, getattr(s06b, exercise))  # the first call pays for imports
-    start = time.perf_counter()
-    result = check(exercise, getattr(s06b, exercise))
-    assert result.passed, str(result)
-    assert time.perf_counter() - start < 1.0
-
-
-def test_stubs_import_and_say_not_implemented():
-    lesson = load_syllabus().lesson("06b")
-    namespace: dict = {}
-    exec(compile(stub_source(lesson), lesson.module_name, "exec"), namespace)
-    assert "explore_optimal_lr" in namespace  # the given function stays in the stub
-    for ex in EXERCISES:
-        result = check(ex, namespace[ex])
-        assert not result.passed and not result.implemented, ex
-        assert "not implemented" in result.message, ex
 
 
 # -- hand-worked cases ------------------------------------------------------------------------
@@ -127,10 +92,7 @@ def test_nqm_formula_agrees_with_simulated_sgd():
 
 
 def test_optimal_lr_grows_with_the_batch_then_slows(capsys):
-    start = time.perf_counter()
     best = s06b.explore_optimal_lr()
-    took = time.perf_counter() - start
-    assert took < 5.0
     growth = (best[1:] / best[:-1]).tolist()
     assert all(g >= 1 for g in growth)
     assert min(growth[:3]) > 2.5 and max(growth[-2:]) < 1.6  # near 4x early, slow late

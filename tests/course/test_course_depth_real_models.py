@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from gptscope.course import check, load_syllabus, stub_source
+from gptscope.course import load_syllabus
 from gptscope.course.checks import attribution, real_models
 from gptscope.course.checks.interp import interp_model
 from gptscope.course.solutions import lesson07_real_models as s07
@@ -19,7 +19,6 @@ from gptscope.interp.attribution import dla
 from gptscope.interp.neurons import top_activating_examples
 
 from .mutants_real_models import MUTANTS, RIGHT_ANSWERS
-from .strict import assert_named_alone
 
 SYLLABUS = load_syllabus()
 NEW = {"07": ["kv_cache_attention", "beam_search", "bpe_pair_counts"],
@@ -43,37 +42,6 @@ def test_every_named_mistake_has_a_mutant():
     phrases = [p for ex in EXERCISES for _, p in MUTANTS[ex]]
     missing = [m for m in messages if not any(p in m for p in phrases)]
     assert not missing, missing
-
-
-@pytest.mark.parametrize("exercise,mutant,phrase", MUTANT_CASES,
-                         ids=[f"{ex}-{fn.__name__}" for ex, fn, _ in MUTANT_CASES])
-def test_mutant_gets_its_own_message_and_no_other(exercise, mutant, phrase):
-    assert_named_alone(exercise, mutant, phrase, MUTANTS[exercise])
-
-
-@pytest.mark.parametrize("exercise,answer", RIGHT_CASES,
-                         ids=[f"{ex}-{fn.__name__}" for ex, fn in RIGHT_CASES])
-def test_right_answer_written_differently_passes(exercise, answer):
-    result = check(exercise, answer)
-    assert result.passed, str(result)
-
-
-@pytest.mark.parametrize("exercise", EXERCISES)
-def test_reference_solution_passes(exercise):
-    module = s07 if exercise in NEW["07"] else s08
-    result = check(exercise, getattr(module, exercise))
-    assert result.passed, str(result)
-
-
-def test_stubs_import_and_say_not_implemented():
-    for lesson in NEW:
-        namespace: dict = {}
-        stub = SYLLABUS.lesson(lesson)
-        exec(compile(stub_source(stub), stub.module_name, "exec"), namespace)
-        for ex in NEW[lesson]:
-            result = check(ex, namespace[ex])
-            assert not result.passed and not result.implemented, ex
-            assert "not implemented" in result.message, ex
 
 
 # -- the references, by hand ------------------------------------------------------------------

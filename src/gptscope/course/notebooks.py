@@ -84,20 +84,23 @@ def build_notebook(lesson: Lesson, with_solutions: bool = False) -> dict[str, An
             helpers = [src for name, src in solutions.items() if name.startswith("_")]
             if helpers:
                 cells.append(_code("\n\n\n".join(helpers)))
+        extras = [n for n in stubs if n not in lesson.exercises and not n.startswith("_")]
+        # Given tools come before the exercises that may call them; explorations after.
+        for name in [n for n in extras if not n.startswith("explore")]:
+            cells.append(_md(f"## Given: `{name}`"))
+            cells.append(_code(stubs[name]))
         for ex in lesson.exercises:
             src = solutions[ex] if with_solutions else stubs[ex]
             cells.append(_md(f"## Exercise `{ex}`\n\nFill in the function, run the cell, "
                              "then run the check below it."))
             cells.append(_code(src))
             cells.append(_code(f'gs.course.check("{ex}", {ex}, record=True)'))
-        extras = [n for n in stubs if n not in lesson.exercises and not n.startswith("_")]
-        for name in extras:
+        for name in [n for n in extras if n.startswith("explore")]:
             cells.append(_md(f"## Given: `{name}`"))
             cells.append(_code(stubs[name]))
-            if name.startswith("explore"):
-                cells.append(_code(
-                    f"try:\n    shown = {name}()\nexcept NotImplementedError:\n"
-                    '    shown = print("implement the exercises above first")\nshown'))
+            cells.append(_code(
+                f"try:\n    shown = {name}()\nexcept NotImplementedError:\n"
+                '    shown = print("implement the exercises above first")\nshown'))
     else:
         cells.append(_md(
             "## Your project\n\nScaffold a reproducible experiment folder with\n\n"

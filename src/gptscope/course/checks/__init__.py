@@ -16,6 +16,8 @@ from gptscope.course.checks import (
     basics,
     calibration,
     circuits,
+    contrastive,
+    data_parallel,
     features,
     gpt,
     interp,
@@ -33,8 +35,8 @@ from gptscope.course.result import CheckResult
 CHECKS: dict[str, Callable[[Any], CheckResult]] = {
     name[len("check_"):]: fn
     for module in (basics, positions, calibration, attention, gpt, training, optimization,
-                   params, real_models, interp, attribution, circuits, features, scaling,
-                   alignment, rlhf, projects)
+                   contrastive, data_parallel, params, real_models, interp, attribution,
+                   circuits, features, scaling, alignment, rlhf, projects)
     for name, fn in vars(module).items()
     if name.startswith("check_") and callable(fn)
 }

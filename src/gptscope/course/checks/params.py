@@ -22,7 +22,7 @@ from gptscope.course.result import CheckResult
 from gptscope.model.transformer import Transformer
 
 N_RANDOM = 200
-MAX_FAILURES = 6  # enough cases to tell the mistakes apart; the rest would only take time
+MAX_FAILURES = 12  # enough cases to tell the mistakes apart; the rest would only take time
 
 FIXED = [
     {"n_layers": 2, "d_model": 64, "n_heads": 4, "d_vocab": 100, "n_ctx": 32},
