@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import pickle
 import tempfile
 import time
 import traceback
@@ -36,6 +35,7 @@ from gptscope.course.checks._common import (
 )
 from gptscope.course.checks.training import _tiny_model
 from gptscope.course.result import CheckResult
+from gptscope.utils.atomic import atomic_path
 
 WORLD_SIZE = 2
 COLLECTIVE_TIMEOUT_S = 3.0  # a rank waiting on a collective its peers never join gives up
@@ -45,12 +45,13 @@ HUNG = ("a rank waited for the others in a collective they never joined: every r
         "around them)")
 
 
-def _child(target: Callable[[int, int], Any], rank: int, world_size: int, store: str,
-           queue: Any) -> None:
-    """One rank: join the group, run target, send back ("ok", result) or why not."""
+def _child(target: Callable[[int, int], Any], rank: int, world_size: int, folder: str
+           ) -> None:
+    """One rank: join the group, run target, write ("ok", result) or why not to its result
+    file (read back with torch.load(weights_only=True): nothing is unpickled)."""
     torch.set_num_threads(1)  # 2 ranks on a small machine; also no OpenMP pool after fork
     try:
-        dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank,
+        dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank,
                                 world_size=world_size,
                                 timeout=timedelta(seconds=COLLECTIVE_TIMEOUT_S))
         out: tuple[str, Any] = ("ok", target(rank, world_size))
@@ -64,32 +65,45 @@ def _child(target: Callable[[int, int], Any], rank: int, world_size: int, store:
             if frames else ""
         out = ("raised", f"{type(e).__name__}: {e}{where}")
     try:
-        payload = pickle.dumps(out)
+        with atomic_path(_result_file(folder, rank)) as tmp:
+            torch.save(out, tmp)
     except Exception as e:  # only the check's own targets return data; be safe anyway
-        payload = pickle.dumps(("mismatch", f"rank {rank} returned what cannot be sent "
-                                            f"back ({type(e).__name__})"))
-    queue.put((rank, payload))
-    queue.close()
-    queue.join_thread()
+        with atomic_path(_result_file(folder, rank)) as tmp:
+            torch.save(("mismatch", f"rank {rank} returned what cannot be sent back "
+                                    f"({type(e).__name__})"), tmp)
     if dist.is_initialized():
         dist.destroy_process_group()
 
 
-def _collect(queue: Any, procs: list[Any], deadline: float) -> dict[int, tuple[str, Any]]:
-    """What the ranks sent, until all have, the deadline passes, or those still silent have
+def _result_file(folder: str, rank: int) -> str:
+    return os.path.join(folder, f"rank{rank}.pt")
+
+
+def _read(folder: str, rank: int) -> tuple[str, Any]:
+    """A rank's result; a value outside what weights_only loads (tensors, numbers, strings,
+    lists, dicts, None) is refused, not unpickled."""
+    try:
+        return torch.load(_result_file(folder, rank), weights_only=True)
+    except Exception as e:
+        return ("mismatch", f"rank {rank} returned what cannot be read back "
+                            f"({type(e).__name__}): return tensors, numbers or lists of them")
+
+
+def _collect(folder: str, procs: list[Any], deadline: float) -> dict[int, tuple[str, Any]]:
+    """What the ranks wrote, until all have, the deadline passes, or those still silent have
     died (a crash, os._exit): then there is nothing left to wait for."""
     got: dict[int, tuple[str, Any]] = {}
-    silent_dead = 0
     while len(got) < len(procs) and time.monotonic() < deadline:
-        try:
-            rank, payload = queue.get(timeout=0.2)
-        except Exception:  # queue.Empty: nothing this slice
-            dead = all(p.exitcode is not None for r, p in enumerate(procs) if r not in got)
-            silent_dead = silent_dead + 1 if dead else 0
-            if silent_dead >= 3:  # dead and nothing arrived since: they never sent
-                break
-            continue
-        got[rank] = pickle.loads(payload)
+        for rank in range(len(procs)):
+            if rank not in got and os.path.exists(_result_file(folder, rank)):
+                got[rank] = _read(folder, rank)
+        silent = [r for r in range(len(procs)) if r not in got]
+        if silent and all(procs[r].exitcode is not None for r in silent):
+            # Dead; one last look, since a file is written just before a normal exit.
+            got.update({r: _read(folder, r) for r in silent
+                        if os.path.exists(_result_file(folder, r))})
+            break
+        time.sleep(0.02)
     return got
 
 
@@ -103,13 +117,11 @@ def run_ranks(target: Callable[[int, int], Any], world_size: int = WORLD_SIZE,
     """
     ctx = multiprocessing.get_context("fork")
     with tempfile.TemporaryDirectory(prefix="gptscope-dp-") as folder:
-        queue = ctx.Queue()
-        store = os.path.join(folder, "store")
-        procs = [ctx.Process(target=_child, args=(target, r, world_size, store, queue),
+        procs = [ctx.Process(target=_child, args=(target, r, world_size, folder),
                              daemon=True) for r in range(world_size)]
         for p in procs:
             p.start()
-        got = _collect(queue, procs, time.monotonic() + timeout)
+        got = _collect(folder, procs, time.monotonic() + timeout)
         died = {r: p.exitcode for r, p in enumerate(procs)
                 if r not in got and p.exitcode is not None}
         for p in procs:
@@ -120,7 +132,6 @@ def run_ranks(target: Callable[[int, int], Any], world_size: int = WORLD_SIZE,
             if p.is_alive():
                 p.kill()
                 p.join()
-        queue.close()
     return _results(got, died, world_size, timeout)
 
 
