@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,9 @@ MAX_N_CTX = 2**20
 # Fields a saved config.json may omit: the rest change what a loaded model computes, and a
 # default filled in for a missing one (act_fn="gelu_new" for a relu model) would silently
 # change its outputs. seed and init_range only shape a fresh initialisation; extra is notes.
-OPTIONAL_IN_FILES = frozenset({"extra", "seed", "init_range"})
+# image_shape and patch_size came later: a file without them is a token model, their default.
+OPTIONAL_IN_FILES = frozenset({"extra", "seed", "init_range", "image_shape", "patch_size",
+                               "cross_attention"})
 
 @dataclass
 class ModelConfig:
@@ -78,6 +81,13 @@ class ModelConfig:
     mlp_bias: bool = True
     unembed_bias: bool = False
     mlm_head: bool = False  # BERT's masked-LM transform (dense, act, LayerNorm) before W_U
+    # An encoder-decoder's decoder (gptscope.model.encoder_decoder): each block also attends
+    # to the encoder's output. A file without the field predates it: False, its default.
+    cross_attention: bool = False
+    # A vision transformer (gptscope.model.vision): the input is images [batch, C, H, W]
+    # cut into patch_size x patch_size patches; d_vocab is then the number of classes.
+    image_shape: tuple[int, int, int] | None = checked(None, ge=1)  # (channels, height, width)
+    patch_size: int | None = checked(None, ge=1)
     extra: dict = field(default_factory=dict)  # free-form provenance, e.g. the source architecture
 
     def __post_init__(self) -> None:
@@ -103,11 +113,29 @@ class ModelConfig:
         if self.norm_position == "post" and self.normalization is None:
             raise ValueError("ModelConfig.norm_position='post' needs a normalization "
                              "('layer' or 'rms'); set one or use norm_position='pre'")
+        _check_vision(self)
+        if self.cross_attention and self.norm_position == "post":
+            raise ValueError("ModelConfig.cross_attention=True is built for pre-LN blocks; set "
+                             "norm_position='pre' (the Annotated Transformer's layout)")
+
+    @property
+    def is_vision(self) -> bool:
+        """True for a vision transformer: images in, class logits out."""
+        return self.image_shape is not None
+
+    @property
+    def n_patches(self) -> int:
+        """Patches per image of a vision transformer (raster order), 0 for a token model."""
+        if self.image_shape is None:
+            return 0
+        _, height, width = self.image_shape
+        return (height // self.patch_size) * (width // self.patch_size)
 
     @property
     def n_params(self) -> int:
         """Parameters in the blocks (embeddings excluded), as in scaling-law papers."""
         attn = 4 * self.n_heads * self.d_head * self.d_model
+        attn *= 2 if self.cross_attention else 1  # the cross-attention's own Q, K, V, O
         mlp = 0 if self.attn_only else 2 * self.d_model * self.d_mlp
         return self.n_layers * (attn + mlp)
 
@@ -174,6 +202,34 @@ class ModelConfig:
                 data[derived] = None
         data.update(changes)
         return ModelConfig.from_dict(data)
+
+
+def _check_vision(cfg: ModelConfig) -> None:
+    """A vision config cuts whole patches, sees every patch (no causal mask) and holds one
+    learned position per patch plus the class token."""
+    if (cfg.image_shape is None) != (cfg.patch_size is None):
+        raise ValueError(f"ModelConfig.image_shape={cfg.image_shape} and patch_size="
+                         f"{cfg.patch_size}: a vision transformer needs both, a token model "
+                         "neither; set both (e.g. image_shape=(1, 8, 8), patch_size=2)")
+    if cfg.image_shape is None:
+        return
+    cfg.image_shape = tuple(cfg.image_shape)  # a JSON list comes back as the tuple it was
+    _, height, width = cfg.image_shape
+    p = cfg.patch_size
+    if height % p or width % p:
+        raise ValueError(f"ModelConfig.image_shape={cfg.image_shape}: height {height} and "
+                         f"width {width} must be divisible by patch_size={p}; pick a patch "
+                         f"size dividing both (e.g. {_divisors(math.gcd(height, width))})")
+    problems = {"causal": (cfg.causal, False), "positional": (cfg.positional, "learned"),
+                "tie_embeddings": (cfg.tie_embeddings, False),
+                "n_token_types": (cfg.n_token_types, 0),
+                "n_ctx": (cfg.n_ctx, 1 + cfg.n_patches)}
+    for name, (value, want) in problems.items():
+        if value != want:
+            raise ValueError(
+                f"ModelConfig.{name}={value!r} does not fit a vision transformer (image_shape="
+                f"{cfg.image_shape}, patch_size={p}: {cfg.n_patches} patches and the class "
+                f"token); set {name}={want!r}")
 
 
 def _derived_default(cfg: ModelConfig, name: str) -> bool:

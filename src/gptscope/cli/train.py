@@ -23,6 +23,11 @@ TRAIN_FLAGS = [("--max-steps", "max_steps", int), ("--lr", "lr", float),
                ("--schedule", "schedule", str)]
 
 
+# A vision transformer's data are images, which the text/task DataSpec does not describe:
+# this preset runs gptscope.vision.train_vit_digits (the same Trainer, its own data object).
+VISION_PRESET = "vit-digits"
+
+
 def _kv(text: str) -> tuple[str, Any]:
     """``key=value`` with the value read as JSON when it parses (numbers, bools), else text."""
     if "=" not in text:
@@ -42,7 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train a GPT into a run folder (config.json, model.safetensors, "
         "tokenizer.json, metrics.jsonl, checkpoints/). Data-parallel under torchrun: "
         "torchrun --nproc_per_node N -m gptscope train ...",
-        epilog="presets:\n" + describe_presets(),
+        epilog="presets:\n" + describe_presets() + f"\n  {VISION_PRESET:17s} a vision "
+        "transformer on the bundled 8x8 digits (docs/vision.md)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--preset", help="start from a named preset (listed below)")
@@ -167,10 +173,41 @@ def build_configs(args: argparse.Namespace) -> tuple[Any, Any]:
     return model_cfg, train_cfg
 
 
+def run_vit_digits(args: argparse.Namespace) -> int:
+    """``--preset vit-digits``: model and training flags override
+    `gptscope.vision.vit_digits_config` and `vit_digits_train_config`."""
+    from gptscope.train.config import TrainConfig
+    from gptscope.vision import train_vit_digits, vit_digits_config, vit_digits_train_config
+
+    data_flags = [f"--{name.replace('_', '-')}" for name in ("task", "data", "corpus",
+                                                            "tokenizer", "vocab_size", "n_ctx")
+                  if getattr(args, name) is not None] + (["--full-batch"] if args.full_batch
+                                                          else [])
+    if data_flags or args.task_arg or args.attn_only:
+        raise ValueError(f"--preset {VISION_PRESET} trains on the bundled digits with one "
+                         "position per patch; drop " + ", ".join(
+                             data_flags + ["--task-arg"] * bool(args.task_arg)
+                             + ["--attn-only"] * bool(args.attn_only)))
+    model_cfg = vit_digits_config()
+    changes = {f: getattr(args, f) for _, f, _ in MODEL_FLAGS if getattr(args, f) is not None}
+    if changes:
+        model_cfg = model_cfg.replace(**changes)
+    train_cfg = vit_digits_train_config()
+    overrides = {f: getattr(args, f) for _, f, _ in TRAIN_FLAGS if getattr(args, f) is not None}
+    overrides["progress"] = not args.no_progress
+    train_cfg = TrainConfig.from_dict({**train_cfg.to_dict(), **overrides})
+    result = train_vit_digits(args.out, model_cfg, train_cfg, overwrite=args.overwrite,
+                              resume=args.resume)
+    print(json.dumps({"step": result.step, **result.last_eval}))
+    return 0
+
+
 def run_train(args: argparse.Namespace) -> int:
     from gptscope.train import train
     from gptscope.train.distributed import teardown
 
+    if args.preset == VISION_PRESET:
+        return run_vit_digits(args)
     model_cfg, train_cfg = build_configs(args)
     try:
         result = train(model_cfg, train_cfg, args.out, resume=args.resume,

@@ -29,6 +29,8 @@ def _family(model: nn.Module) -> tuple:
     cfg: ModelConfig = model.cfg
     family = convert_bert if not cfg.causal else convert_gpt2
     problems = family.export_problems(cfg)
+    if cfg.is_vision:  # its W_E maps patches, not token ids: no BERT or GPT-2 holds it
+        problems.insert(0, f"a vision front end (image_shape={cfg.image_shape})")
     if family is convert_gpt2 and cfg.unembed_bias and model.unembed.b_U.detach().abs().max() > 0:
         problems.append("a nonzero unembedding bias b_U (GPT-2's lm_head has none)")
     if problems:

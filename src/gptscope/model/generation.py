@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from gptscope.model.layers import KVCache
+from gptscope.model.layers import KVCache, cross_inputs
 from gptscope.model.sampling import check_sampling, draw, finite_rows, is_int, nonfinite_error
 
 if TYPE_CHECKING:
@@ -90,12 +90,16 @@ def _steps(
     stops: list[int],
     use_cache: bool,
     on_overflow: str,
+    cross: dict[str, Any] | None = None,
 ) -> Iterator[Tensor]:
     """Yield the next token ids [batch] until max_new_tokens or every row has stopped.
 
     The arguments are already checked (``_check_args``). One host sync per step reads
     whether the logits were finite and, with stop tokens, whether every row has stopped.
+    cross: ``context`` and ``context_mask`` for a cross-attention decoder, passed to every
+    step: the source is fixed, so only the decoder's own keys and values are cached.
     """
+    cross = cross or {}
     n_ctx = model.cfg.n_ctx
     if on_overflow == "error" and tokens.shape[1] + max_new_tokens > n_ctx:
         raise ValueError(
@@ -116,10 +120,11 @@ def _steps(
                 max_len = min(n_ctx, window.shape[1] + max_new_tokens - step)
                 cache = KVCache(model.cfg, tokens.shape[0], model.device, model.dtype, max_len)
                 feed = window[:, -n_ctx:]
-            x = model(feed, return_type=None, stop_at_layer=model.cfg.n_layers, past=cache)
+            x = model(feed, return_type=None, stop_at_layer=model.cfg.n_layers, past=cache,
+                      **cross)
         else:
             feed = window[:, -n_ctx:]
-            x = model(feed, return_type=None, stop_at_layer=model.cfg.n_layers)
+            x = model(feed, return_type=None, stop_at_layer=model.cfg.n_layers, **cross)
         logits = model.resid_to_logits(x[:, -1:])[:, -1]  # [batch, d_vocab]
         nxt, done, stopped = _pick(logits, sampling, generator, window[:, -1], stop_ids, done,
                                    step)
@@ -161,6 +166,15 @@ def _pick(
     return nxt, done, stopped
 
 
+def _cross_args(model: Transformer, context: Any, context_mask: Any, batch: int
+                ) -> dict[str, Any]:
+    """Check the context up front (once, not at every step) and return the forward kwargs."""
+    checked = cross_inputs(model.cfg, context, context_mask, batch, model.device, model.dtype)
+    if checked is None:
+        return {}
+    return {"context": checked[0], "context_mask": context_mask}
+
+
 def _prepare(model: Transformer, tokens: Any) -> tuple[Tensor, bool]:
     as_text = isinstance(tokens, str)
     was_1d = isinstance(tokens, Tensor) and tokens.dim() == 1
@@ -178,18 +192,24 @@ def generate(
     stop_tokens: Iterable[int] | int | Tensor | None = None,
     use_cache: bool = True,
     on_overflow: str = "slide",
+    context: Tensor | None = None,
+    context_mask: Tensor | None = None,
 ) -> Any:
     """Continue ``tokens`` [batch, pos] by up to ``max_new_tokens``; returns [batch, pos + new].
 
     A string prompt (with ``model.tokenizer``) returns a string. temperature 0 is greedy.
     Generation stops early once every row has produced one of ``stop_tokens`` (an id, a
     collection of ids or an integer tensor). Raises ValueError if the logits turn NaN/inf.
+    context [batch, src_pos, d_model] and context_mask [batch, src_pos]: the encoder output a
+    cross-attention decoder reads (see ``gptscope.model.encoder_decoder``).
     """
     sampling = (temperature, top_k, top_p)
     _check_args(model, max_new_tokens, sampling, seed, use_cache, on_overflow)
     stops = _stop_ids(stop_tokens, model.cfg.d_vocab)
     ids, squeeze = _prepare(model, tokens)
-    new = list(_steps(model, ids, max_new_tokens, sampling, seed, stops, use_cache, on_overflow))
+    cross = _cross_args(model, context, context_mask, ids.shape[0])
+    new = list(_steps(model, ids, max_new_tokens, sampling, seed, stops, use_cache, on_overflow,
+                      cross))
     out = torch.cat([ids, torch.stack(new, dim=1)], dim=1) if new else ids
     if isinstance(tokens, str):
         return model.tokenizer.decode(out[0].tolist())

@@ -8,7 +8,7 @@ fused LayerNorm) and fall back to the written-out path only when a hook needs to
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -172,20 +172,76 @@ class PaddingMask(NamedTuple):
     pad: Tensor
 
 
+def cross_inputs(cfg: ModelConfig, context: Any, context_mask: Any, batch: int, device,
+                 dtype) -> tuple[Tensor, PaddingMask | None] | None:
+    """Check what a decoder's cross-attention reads; return (context, its mask) or None.
+
+    context: the encoder output [batch, src_pos, d_model]; context_mask: [batch, src_pos],
+    1 (or True) for real source tokens and 0 for padding. Only models built with
+    ``cross_attention=True`` take a context, and they need one.
+    """
+    if not cfg.cross_attention:
+        if context is not None or context_mask is not None:
+            raise ValueError("context/context_mask given, but this model has "
+                             "cross_attention=False; build the decoder with "
+                             "ModelConfig(cross_attention=True) or drop the context")
+        return None
+    if not isinstance(context, Tensor):
+        raise ValueError(f"this model has cross_attention=True, so it needs context (the "
+                         f"encoder output [batch, src_pos, d_model={cfg.d_model}]), got "
+                         f"{type(context).__name__}; pass context=encoder_out")
+    if context.dim() != 3 or context.shape[0] != batch or context.shape[2] != cfg.d_model \
+            or context.shape[1] == 0:
+        raise ValueError(f"context must be [batch={batch}, src_pos >= 1, d_model="
+                         f"{cfg.d_model}], got shape {tuple(context.shape)}; pass the encoder "
+                         "output for the same batch")
+    if not context.is_floating_point():
+        raise ValueError(f"context must be float vectors, got dtype {context.dtype}; pass the "
+                         "encoder output, not token ids")
+    context = context.to(device=device, dtype=dtype)
+    if context_mask is None:
+        return context, None
+    return context, _source_mask(context_mask, context.shape[:2], device)
+
+
+def _source_mask(context_mask: Any, shape: tuple[int, int], device) -> PaddingMask:
+    """context_mask [batch, src_pos] of 0/1 or bools -> the PaddingMask cross-attention uses:
+    allowed [batch, 1, 1, src_pos] (broadcast over queries), pad [batch, 1, src_pos, 1]."""
+    if not isinstance(context_mask, Tensor) or tuple(context_mask.shape) != tuple(shape):
+        got = tuple(context_mask.shape) if isinstance(context_mask, Tensor) else \
+            type(context_mask).__name__
+        raise ValueError(f"context_mask must be a tensor [batch, src_pos] = {tuple(shape)} "
+                         f"(1 = real source token, 0 = padding), got {got}")
+    if context_mask.is_floating_point() or context_mask.is_complex() or \
+            ((context_mask != 0) & (context_mask != 1)).any():
+        raise ValueError("context_mask must hold 0/1 integers or bools, got "
+                         f"dtype {context_mask.dtype}; pass (src != pad_id).long()")
+    keys = context_mask.to(device).bool()
+    if not keys.any(dim=1).all():
+        row = int((~keys.any(dim=1)).nonzero()[0])
+        raise ValueError(f"context_mask row {row} is all padding: its queries would have "
+                         "nothing to attend to; give every source at least one real token")
+    return PaddingMask(keys[:, None, None, :], ~keys[:, None, :, None])
+
+
 class Attention(nn.Module):
-    """Multi-head self-attention.
+    """Multi-head attention: self-attention, or (``cross=True``) cross-attention, whose
+    queries come from this stream and keys and values from another (an encoder's output).
 
     W_Q, W_K, W_V: [head, d_model, d_head]; W_O: [head, d_head, d_model];
     b_Q, b_K, b_V: [head, d_head]; b_O: [d_model].
     Hooks: hook_q/k/v/z [batch, pos, head, d_head]; hook_attn_scores and hook_pattern
     [batch, head, query_pos, key_pos]; hook_result [batch, pos, head, d_model] (computed only
-    when something hooks it); hook_rot_q/k for rotary models.
+    when something hooks it); hook_rot_q/k for rotary models. In cross-attention key_pos
+    runs over the source, k and v are [batch, src_pos, head, d_head], there is no causal
+    mask and no rotation (the two sequences' positions are not comparable).
     """
 
-    def __init__(self, cfg: ModelConfig, device=None, dtype=None) -> None:
+    def __init__(self, cfg: ModelConfig, device=None, dtype=None, cross: bool = False) -> None:
         super().__init__()
         H, d, dh = cfg.n_heads, cfg.d_model, cfg.d_head
         self.cfg = cfg
+        self.cross = cross
         self.W_Q = _param(H, d, dh, device=device, dtype=dtype)
         self.W_K = _param(H, d, dh, device=device, dtype=dtype)
         self.W_V = _param(H, d, dh, device=device, dtype=dtype)
@@ -201,7 +257,7 @@ class Attention(nn.Module):
         for name in ("q", "k", "v", "z", "attn_scores", "pattern", "result"):
             # SDPA keeps its output (z) and softmax its output (pattern) for backward.
             setattr(self, f"hook_{name}", HookPoint(saved_for_backward=name in ("z", "pattern")))
-        if cfg.positional == "rotary":
+        if cfg.positional == "rotary" and not cross:
             self.hook_rot_q = HookPoint()
             self.hook_rot_k = HookPoint()
 
@@ -247,22 +303,42 @@ class Attention(nn.Module):
             out.append(y + b if b is not None else y)
         return out[0], out[1], out[2]
 
+    def _cross_qkv(self, x: Tensor, context: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Queries from x [batch, pos, d_model], keys and values from context [batch,
+        src_pos, d_model]: q [batch, pos, head, d_head], k and v [batch, src_pos, head, d_head]."""
+        out = []
+        for src, w, b in ((x, self.W_Q, self.b_Q), (context, self.W_K, self.b_K),
+                          (context, self.W_V, self.b_V)):
+            # [head, d_model, d_head] -> [head * d_head, d_model]: one matmul for all heads
+            y = F.linear(src, w.transpose(1, 2).reshape(-1, w.shape[1]),
+                         b.reshape(-1) if b is not None else None)
+            out.append(y.view(*src.shape[:-1], *w.shape[::2]))
+        return out[0], out[1], out[2]
+
     def forward(
         self,
         x: Tensor | tuple[Tensor, Tensor, Tensor],
         mask: Tensor | None,
         rope: tuple[Tensor, Tensor] | None = None,
         kv: KVLayer | None = None,
+        context: Tensor | None = None,
     ) -> Tensor:
         """x: [batch, pos, d_model], or per-head (query, key, value) inputs [batch, pos, head,
         d_model]; mask: bool [batch or 1, 1, query, key] (True = attend),
         a PaddingMask, or None for plain causal (or no mask when not causal). Returns
-        [batch, pos, d_model].
+        [batch, pos, d_model]. context [batch, src_pos, d_model]: what a cross-attention's
+        keys and values read (required when ``cross``; never cached: the source is fixed).
         """
+        if self.cross != (context is not None):
+            raise ValueError("a cross-attention needs context (the encoder output) and a "
+                             "self-attention takes none; pass context only to cross_attn")
         pad = None
         if isinstance(mask, PaddingMask):
             mask, pad = mask
-        q, k, v = self._qkv(x) if isinstance(x, Tensor) else self._split_qkv(*x)
+        if context is not None:
+            q, k, v = self._cross_qkv(x, context)
+        else:
+            q, k, v = self._qkv(x) if isinstance(x, Tensor) else self._split_qkv(*x)
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         if rope is not None:
             q = self.hook_rot_q(gf.apply_rotary(q, *rope))
@@ -276,7 +352,7 @@ class Attention(nn.Module):
             # mask as -inf, which a NaN score survives.
             zero = kh.new_zeros(())  # torch.where: ~1.6x faster than masked_fill on CPU
             kh, vh = torch.where(pad, zero, kh), torch.where(pad, zero, vh)
-        causal = self.cfg.causal and mask is None
+        causal = self.cfg.causal and mask is None and not self.cross
         dropout = self.cfg.dropout if self.training else 0.0
         if not (self.hook_attn_scores.active or self.hook_pattern.active):
             z = F.scaled_dot_product_attention(
@@ -298,7 +374,9 @@ class Attention(nn.Module):
             if mask is not None:
                 scores.masked_fill_(~mask, float("-inf"))
             scores = self.hook_attn_scores(scores)
-            pattern = self.hook_pattern(F.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype))
+            # At least float32 (half-precision softmax loses mass), float64 kept as float64.
+            soft = torch.promote_types(scores.dtype, torch.float32)
+            pattern = self.hook_pattern(F.softmax(scores, dim=-1, dtype=soft).to(q.dtype))
             if dropout:
                 pattern = F.dropout(pattern, dropout)
             z = pattern @ vh
@@ -342,6 +420,10 @@ class Block(nn.Module):
 
     Pre-LN (GPT-2): resid_mid = resid_pre + attn(ln1(resid_pre)); resid_post = resid_mid +
     mlp(ln2(resid_mid)). Post-LN (BERT) normalises after each add instead.
+    With ``cfg.cross_attention`` (a decoder reading an encoder), a cross-attention sits between
+    the two: resid_mid_cross = resid_mid + cross_attn(ln_cross(resid_mid), context), and the
+    MLP reads resid_mid_cross (TransformerLens's T5 names; the norm is ln_cross so that ln2
+    stays the MLP's norm, as in every other block).
     """
 
     def __init__(self, cfg: ModelConfig, device=None, dtype=None) -> None:
@@ -361,8 +443,15 @@ class Block(nn.Module):
         self.ln1 = make_norm(cfg, norm, device, dtype) if norm else nn.Identity()
         self.attn = Attention(cfg, device, dtype)
         self.hook_attn_out = HookPoint()
-        if not cfg.attn_only:
+        if not cfg.attn_only or cfg.cross_attention:
             self.hook_resid_mid = HookPoint()
+        self.cross_attn = None
+        if cfg.cross_attention:
+            self.ln_cross = make_norm(cfg, norm, device, dtype) if norm else nn.Identity()
+            self.cross_attn = Attention(cfg, device, dtype, cross=True)
+            self.hook_cross_attn_out = HookPoint()
+            self.hook_resid_mid_cross = HookPoint()
+        if not cfg.attn_only:
             self.hook_mlp_in = HookPoint()  # on request: the MLP's input, before ln2
             self.ln2 = make_norm(cfg, norm, device, dtype) if norm else nn.Identity()
             self.mlp = MLP(cfg, device, dtype)
@@ -374,16 +463,28 @@ class Block(nn.Module):
             self.hook_normalized_resid_post = HookPoint()
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: Tensor, mask, rope=None, kv=None) -> Tensor:
-        """x: [batch, pos, d_model] -> [batch, pos, d_model]."""
+    def forward(self, x: Tensor, mask, rope=None, kv=None,
+                cross: tuple[Tensor, PaddingMask | None] | None = None) -> Tensor:
+        """x: [batch, pos, d_model] -> [batch, pos, d_model]. cross: (context [batch, src_pos,
+        d_model], its PaddingMask or None), required exactly when cfg.cross_attention."""
+        if (cross is None) == (self.cross_attn is not None):
+            raise ValueError("a block with cross_attention needs cross=(context, mask), and a "
+                             "block without takes none; call the Transformer with context=")
         resid_pre = self.hook_resid_pre(x)
         if self.cfg.norm_position == "post":
             return self._forward_post_ln(resid_pre, mask, rope, kv)
         attn_out = self.hook_attn_out(self.drop(self.attn(self._attn_input(resid_pre), mask,
                                                           rope, kv)))
-        if self.cfg.attn_only:
+        if self.cfg.attn_only and cross is None:
             return self.hook_resid_post(resid_pre + attn_out)
         resid_mid = self.hook_resid_mid(resid_pre + attn_out)
+        if cross is not None:
+            context, context_mask = cross
+            cross_out = self.cross_attn(self.ln_cross(resid_mid), context_mask, context=context)
+            resid_mid = self.hook_resid_mid_cross(
+                resid_mid + self.hook_cross_attn_out(self.drop(cross_out)))
+            if self.cfg.attn_only:
+                return self.hook_resid_post(resid_mid)
         mlp_out = self.hook_mlp_out(self.drop(self.mlp(self.ln2(self._mlp_input(resid_mid)))))
         return self.hook_resid_post(resid_mid + mlp_out)
 

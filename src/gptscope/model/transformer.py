@@ -20,9 +20,11 @@ from gptscope.model.layers import (
     KVCache,
     PaddingMask,
     PosEmbed,
+    cross_inputs,
     make_norm,
     table_rows,
 )
+from gptscope.model.vision import PatchEmbed, check_images
 
 RETURN_TYPES = ("logits", "loss", "both", None)
 
@@ -42,7 +44,9 @@ class Transformer(HookedModule):
             raise ValueError(f"Transformer needs a ModelConfig, got {type(cfg).__name__}")
         self.cfg = cfg
         self.tokenizer: Any = None  # set by training or loading; used for string prompts
-        self.embed = Embed(cfg, device, dtype)
+        # A vision config embeds images: the class token and one vector per patch.
+        self.embed = PatchEmbed(cfg, device, dtype) if cfg.is_vision else \
+            Embed(cfg, device, dtype)
         self.hook_embed = HookPoint()  # [batch, pos, d_model]
         if cfg.positional in ("learned", "sinusoidal"):
             self.pos_embed = PosEmbed(cfg, device, dtype)
@@ -85,7 +89,7 @@ class Transformer(HookedModule):
                 torch.manual_seed(self.cfg.seed)
             for name, p in self.named_parameters():
                 leaf = name.rsplit(".", 1)[-1]
-                if leaf.startswith("W_") or leaf == "W":  # "W": mlm_head
+                if leaf.startswith("W_") or leaf in ("W", "cls_token"):  # mlm_head, ViT
                     nn.init.normal_(p, 0.0, out_std if leaf in ("W_O", "W_out") else std)
                 elif name.startswith("token_type_embed"):
                     nn.init.normal_(p, 0.0, std)
@@ -124,7 +128,8 @@ class Transformer(HookedModule):
             return torch.empty(0, *shape, device=self.device, dtype=self.dtype)
         return torch.stack([getattr(getattr(b, module), attr) for b in self.blocks])
 
-    W_E = property(lambda self: self.embed.W_E, doc="[d_vocab, d_model]")
+    W_E = property(lambda self: self.embed.W_E,
+                   doc="[d_vocab, d_model]; a vision model's patch map [C * p * p, d_model]")
     W_U = property(lambda self: self.unembed.W_U, doc="[d_model, d_vocab]")
     b_U = property(lambda self: self.unembed.b_U, doc="[d_vocab] or None")
     W_Q = property(lambda self: self._stack("attn", "W_Q"), doc="[layer, head, d_model, d_head]")
@@ -162,7 +167,35 @@ class Transformer(HookedModule):
         """Accept a string (needs a tokenizer), a list of ids (or of equally long lists), a
         numpy array or an integer tensor; return a LongTensor [batch, pos] on the model's
         device."""
+        if self.cfg.is_vision:
+            raise ValueError("this is a vision transformer (image_shape="
+                             f"{self.cfg.image_shape}): it reads images, not tokens or "
+                             "strings; pass a float tensor [batch, C, H, W]")
         return inputs.token_ids(tokens, self.tokenizer, self.cfg.d_vocab, self.device)
+
+    def _model_input(self, given: Any, return_type: str | None, extras: dict) -> Tensor:
+        """Token ids [batch, pos], or for a vision model images [batch, C, H, W] (refusing
+        what only token models take: the next-token loss, padding, segments, a KV cache)."""
+        if not self.cfg.is_vision:
+            return self.to_tokens(given)
+        used = [k for k, v in extras.items() if v is not None]
+        if return_type in ("loss", "both") or used:
+            raise ValueError(f"a vision transformer takes images only, not return_type="
+                             f"{return_type!r} or {used}; use model.classify(images) and "
+                             "a cross-entropy against the labels")
+        return check_images(given, self.cfg.image_shape, self.device, self.dtype)
+
+    def classify(self, images: Tensor) -> Tensor:
+        """A vision model's class logits: images [batch, C, H, W] -> [batch, n_classes].
+
+        ``forward`` gives logits at every position, [batch, 1 + n_patches, n_classes], so
+        hooks and per-position tools see the same shapes as in a token model; the class is
+        read from position 0, the class token, as in the ViT paper.
+        """
+        if not self.cfg.is_vision:
+            raise ValueError("classify is for vision transformers (a config with image_shape "
+                             "and patch_size); a token model's logits come from model(tokens)")
+        return self(images)[:, 0]
 
     def _check_length(self, n: int) -> None:
         inputs.check_length(n, self.cfg.n_ctx)
@@ -221,11 +254,15 @@ class Transformer(HookedModule):
         token_type_ids: Tensor | None = None,
         loss_per_token: bool = False,
         past: KVCache | None = None,
+        context: Tensor | None = None,
+        context_mask: Tensor | None = None,
     ) -> Any:
         """Run the model.
 
         tokens: LongTensor [batch, pos] (or [pos], a list, or a string with a tokenizer);
-        with ``start_at_layer`` it is instead the residual stream [batch, pos, d_model].
+        with ``start_at_layer`` it is instead the residual stream [batch, pos, d_model]. A
+        vision model (``cfg.image_shape``) takes float images [batch, C, H, W] instead and
+        gives logits [batch, 1 + n_patches, n_classes] (``classify`` reads position 0).
         return_type: "logits" [batch, pos, d_vocab], "loss" (mean next-token loss; per token
         [batch, pos - 1] with ``loss_per_token``), "both" (logits, loss) or None.
         attention_mask: [batch, pos] (with ``past``: [batch, cached + new positions]), 1 for
@@ -233,6 +270,9 @@ class Transformer(HookedModule):
         start_at_layer / stop_at_layer: ints in [-n_layers, n_layers], negative from the end.
         stop_at_layer: return the residual stream entering that block, [batch, pos, d_model].
         past: a KVCache for incremental decoding (see ``generate``).
+        context: the encoder output [batch, src_pos, d_model] that a ``cross_attention``
+        model's blocks attend to (required there, refused elsewhere); context_mask [batch,
+        src_pos]: 1 for real source tokens, 0 for padding (cross-attention never reads it).
         """
         if return_type not in RETURN_TYPES:
             raise ValueError(f"return_type must be one of {RETURN_TYPES}, got {return_type!r}")
@@ -242,10 +282,13 @@ class Transformer(HookedModule):
         offset = inputs.past_length(past, self.cfg.n_layers)
         residual_in = start_at_layer is not None
         if not residual_in:
-            tokens = self.to_tokens(tokens)
+            tokens = self._model_input(tokens, return_type, {
+                "attention_mask": attention_mask, "token_type_ids": token_type_ids,
+                "past": past})
         x = inputs.residual_input(tokens, self.cfg.d_model, self.device, self.dtype) \
             if residual_in else tokens
-        n = x.shape[1]
+        # Images [batch, C, H, W] become 1 + n_patches positions (n_ctx) once embedded.
+        n = self.cfg.n_ctx if self.cfg.is_vision and not residual_in else x.shape[1]
         self._check_length(offset + n)
         keys, token_type_ids = inputs.mask_and_types(self.cfg, attention_mask, token_type_ids,
                                                      x, past, self.device)
@@ -254,8 +297,10 @@ class Transformer(HookedModule):
         with self._where.during(offset, positions):
             if not residual_in:
                 x = self.embed_tokens(tokens, positions, token_type_ids)
+            cross = cross_inputs(self.cfg, context, context_mask, x.shape[0], self.device,
+                                 self.dtype)
             x = self._blocks(x, start, stop, self._attention_mask(keys, n, offset + n),
-                             positions, past)
+                             positions, past, cross)
             if stop_at_layer is not None:
                 return x
             x = self.final_norm(x)
@@ -269,14 +314,15 @@ class Transformer(HookedModule):
         return loss if return_type == "loss" else (logits, loss)
 
     def _blocks(self, x: Tensor, start: int, stop: int, mask: Any, positions: Tensor,
-                past: KVCache | None) -> Tensor:
-        """Run blocks [start, stop) on the residual stream x [batch, pos, d_model]."""
+                past: KVCache | None, cross: tuple[Tensor, Any] | None = None) -> Tensor:
+        """Run blocks [start, stop) on the residual stream x [batch, pos, d_model]; cross:
+        (context [batch, src_pos, d_model], its PaddingMask or None) for cross-attention."""
         rope = None
         if self.cfg.positional == "rotary":
             rope = (self.rotary_cos[positions], self.rotary_sin[positions])
         for layer in range(start, stop):
             x = self.blocks[layer](x, mask, rope, past.layers[layer] if past is not None
-                                   else None)
+                                   else None, cross)
         if past is not None:
             past.length += x.shape[1]
         return x
@@ -301,16 +347,18 @@ class Transformer(HookedModule):
 
         names: a hook name, a list of names, or a function name -> bool. Only as much of the
         model runs as those hooks need (``stop_at_layer`` after the deepest one; no
-        unembedding). forward_kwargs: ``attention_mask``, ``token_type_ids``.
+        unembedding). forward_kwargs: ``attention_mask``, ``token_type_ids``,
+        ``context``, ``context_mask`` (a cross-attention decoder).
         Returns {name: tensor} in hook order, e.g. ``[batch, pos, d_model]`` for residuals.
         """
         if names is None:
             raise ValueError("names must pick the hooks to read (a name, a list of names or "
                              "a function name -> bool); for every hook use run_with_cache")
-        bad = set(forward_kwargs) - {"attention_mask", "token_type_ids"}
+        bad = set(forward_kwargs) - {"attention_mask", "token_type_ids", "context",
+                                     "context_mask"}
         if bad:
-            raise ValueError(f"activations takes attention_mask and token_type_ids, not "
-                             f"{sorted(bad)}")
+            raise ValueError(f"activations takes attention_mask, token_type_ids, context and "
+                             f"context_mask, not {sorted(bad)}")
         points = self._resolve(names, default_all=False, arg="names")
         layers = [_layer_needed(p.name) for p in points]
         if any(layer is None for layer in layers):  # after the blocks: run to the end
@@ -351,13 +399,20 @@ class Transformer(HookedModule):
         """Sample a continuation with a KV cache; see ``gptscope.model.generation.generate``."""
         from gptscope.model.generation import generate
 
+        self._refuse_vision("generate")
         return generate(self, tokens, max_new_tokens, **kwargs)
 
     def stream(self, tokens: Any, max_new_tokens: int = 20, **kwargs: Any) -> Iterator[Any]:
         """Yield new tokens one step at a time (strings when the prompt was a string)."""
         from gptscope.model.generation import stream
 
+        self._refuse_vision("stream")
         return stream(self, tokens, max_new_tokens, **kwargs)
+
+    def _refuse_vision(self, what: str) -> None:
+        if self.cfg.is_vision:
+            raise ValueError(f"{what} continues token sequences; a vision transformer "
+                             "classifies images: use model.classify(images)")
 
     def __repr__(self) -> str:
         n = sum(p.numel() for p in self.parameters())
