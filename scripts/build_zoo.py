@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +27,51 @@ import gptscope as gs
 from gptscope.utils.atomic import write_text
 
 ZOO = Path(__file__).resolve().parents[1] / "src" / "gptscope" / "zoo" / "models"
-FILES = ("config.json", "model.safetensors", "tokenizer.json")
+# train_config.json ships too, so commands that read a run's data (gptscope sae train,
+# gptscope report) work on a zoo name as on the run the recipe's command makes.
+FILES = ("config.json", "model.safetensors", "tokenizer.json", "train_config.json")
+SAE_FILES = ("sae_config.json", "sae.safetensors")
+SAE_HOOK = "blocks.2.hook_resid_pre"
+GROKKING_EARLY_STEP = 500  # memorised, not yet generalised: the checkpoint shipped beside
 
-# name: (preset, seed, the lessons that start from it, what it is for)
-RECIPES: dict[str, tuple[str, int, list[str], str]] = {
-    "induction-2l": ("induction-2l", 1337, ["09"], "a 2-layer attention-only model with a "
-                     "previous-token head in layer 0 and induction heads in layer 1"),
-    "stories": ("stories", 1337, ["08", "10", "11"], "a 4-layer character model of the "
-                "generated stories corpus, whose residual stream carries their sentiment"),
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one shipped folder is made: a preset trained with a seed (kind "model"), or an
+    SAE trained on a shipped model's activations (kind "sae", ``preset`` naming the model)."""
+
+    preset: str
+    seed: int
+    lessons: list[str]
+    shows: str
+    kind: str = "model"
+    options: tuple[str, ...] = ()  # more of the command line, e.g. checkpoints to keep
+
+
+RECIPES: dict[str, Recipe] = {
+    "induction-2l": Recipe("induction-2l", 1337, ["09"], "a 2-layer attention-only model "
+                           "with a previous-token head in layer 0 and induction heads in "
+                           "layer 1"),
+    "stories": Recipe("stories", 1337, ["08", "10", "11"], "a 4-layer character model of "
+                      "the generated stories corpus, whose residual stream carries their "
+                      "sentiment"),
+    "modadd-grokked": Recipe("modadd-cpu", 1337, ["14"], "a 1-layer model of a + b mod 59 "
+                             "that memorised its training pairs, then generalised (grokked); "
+                             f"its step-{GROKKING_EARLY_STEP} checkpoint, memorised only, and "
+                             "the run's metrics ship beside it",
+                             options=("--keep-last", "3")),
+    "stories-sae": Recipe("stories", 1337, ["12"], f"a top-k SAE (k 16, 1024 features) on "
+                          f"the stories model's {SAE_HOOK}", kind="sae"),
 }
 
 
 def command(name: str) -> list[str]:
-    preset, seed, _, _ = RECIPES[name]
-    return ["gptscope", "train", "--preset", preset, "--seed", str(seed), "--threads", "1",
-            "--out", name]
+    r = RECIPES[name]
+    if r.kind == "sae":
+        return ["gptscope", "sae", "train", r.preset, "--hook", SAE_HOOK, "--kind", "topk",
+                "--seed", str(r.seed), "--threads", "1", "--out", name]
+    return ["gptscope", "train", "--preset", r.preset, "--seed", str(r.seed), "--threads",
+            "1", *r.options, "--out", name]
 
 
 def measure_induction(model: Any) -> dict[str, float]:
@@ -73,29 +104,87 @@ def measure_stories(model: Any) -> dict[str, float]:
     return {"held_out_loss_per_char": round(float(loss), 4)}
 
 
-MEASURES = {"induction-2l": measure_induction, "stories": measure_stories}
+def measure_grokking(name: str) -> dict[str, float]:
+    """Exact match on the train and test pairs of the final and the early checkpoint."""
+    from gptscope.data.tasks import make_task
+
+    spec = json.loads((ZOO / name / "train_config.json").read_text())["data"]
+    task = make_task(spec["task"], **spec["task_kwargs"])
+    out = {}
+    for when, folder in (("final", ZOO / name), (f"step_{GROKKING_EARLY_STEP}",
+                         grokking_early_checkpoint(name))):
+        model = gs.load(folder)
+        for split, (tokens, _) in task.full_dataset().items():
+            with torch.no_grad():
+                right = model(tokens[:, :3])[:, -1].argmax(-1) == tokens[:, 3]
+            out[f"{when}_{split}_exact_match"] = round(float(right.float().mean()), 4)
+    return out
+
+
+def grokking_early_checkpoint(name: str = "modadd-grokked") -> Path:
+    """The shipped step-500 checkpoint of the grokking run (memorised, not generalised)."""
+    return ZOO / name / "checkpoints" / f"step_{GROKKING_EARLY_STEP:06d}"
+
+
+def measure_sae(name: str) -> dict[str, float]:
+    """Reconstruction of held-out stories activations: fraction of variance explained, L0."""
+    from gptscope.data.stories import stories_text
+    from gptscope.sae.base import load_sae
+
+    model, sae = gs.load(ZOO / RECIPES[name].preset), load_sae(ZOO / name)
+    ids = torch.tensor(model.tokenizer.encode(stories_text(60, seed=12345)))
+    n = model.cfg.n_ctx
+    windows = ids[: len(ids) // n * n].reshape(-1, n)
+    acts = model.activations(windows, SAE_HOOK)[SAE_HOOK].flatten(0, 1)  # [tokens, d_model]
+    with torch.no_grad():
+        recon = sae(acts)
+        feats = sae.encode(acts)
+    explained = 1 - (acts - recon).pow(2).sum() / (acts - acts.mean(0)).pow(2).sum()
+    return {"variance_explained": round(float(explained), 4),
+            "l0": round(float((feats > 0).float().sum(-1).mean()), 4)}
+
+
+def measure_model(measure: Any) -> Any:
+    """A measure of a loaded model, as one of a zoo name."""
+    return lambda name: measure(gs.load(ZOO / name))
+
+
+MEASURES = {"induction-2l": measure_model(measure_induction),
+            "stories": measure_model(measure_stories),
+            "modadd-grokked": measure_grokking, "stories-sae": measure_sae}
+
+
+def _ship(name: str, run: Path) -> None:
+    """Copy what ``name`` ships from ``run``, the folder its command wrote."""
+    recipe, out = RECIPES[name], ZOO / name
+    if recipe.kind == "model":
+        made_with = json.loads((run / "train_config.json").read_text())
+        if made_with["seed"] != recipe.seed:
+            raise ValueError(f"{run} was trained with seed {made_with['seed']}, the recipe "
+                             f"says {recipe.seed}")
+    files = list(SAE_FILES if recipe.kind == "sae" else FILES)
+    if name == "modadd-grokked":  # the curve, and the checkpoint before generalising
+        early = Path("checkpoints") / f"step_{GROKKING_EARLY_STEP:06d}"
+        files += ["metrics.jsonl"] + [str(early / f) for f in ("config.json",
+                                                                "model.safetensors",
+                                                                "state.json")]
+    for file in files:
+        if (run / file).exists():
+            (out / file).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(run / file, out / file)
 
 
 def build(name: str, runs: Path | None = None) -> dict[str, Any]:
-    """Train ``name`` by its command (or take ``runs/name``, a run that command made) and
-    ship its files with a freshly measured recipe."""
+    """Train ``name`` by its command (or take ``runs/name``, a folder that command made)
+    and ship its files with a freshly measured recipe."""
     with tempfile.TemporaryDirectory() as tmp:
         if runs is None:
             subprocess.run(command(name), cwd=tmp, check=True)
-        run = (runs or Path(tmp)) / name
-        made_with = json.loads((run / "train_config.json").read_text())
-        if made_with["seed"] != RECIPES[name][1]:
-            raise ValueError(f"{run} was trained with seed {made_with['seed']}, the recipe "
-                             f"says {RECIPES[name][1]}")
-        out = ZOO / name
-        out.mkdir(parents=True, exist_ok=True)
-        for file in FILES:
-            if (run / file).exists():
-                shutil.copyfile(run / file, out / file)
-    preset, seed, lessons, shows = RECIPES[name]
-    recipe = {"name": name, "preset": preset, "seed": seed, "command": " ".join(command(name)),
-              "shows": shows, "lessons": lessons,
-              "measured": MEASURES[name](gs.load(ZOO / name)), "torch": torch.__version__,
+        _ship(name, (runs or Path(tmp)) / name)
+    r = RECIPES[name]
+    recipe = {"name": name, "kind": r.kind, "preset": r.preset, "seed": r.seed,
+              "command": " ".join(command(name)), "shows": r.shows, "lessons": r.lessons,
+              "measured": MEASURES[name](name), "torch": torch.__version__,
               "made": datetime.date.today().isoformat()}
     write_text(ZOO / name / "recipe.json", json.dumps(recipe, indent=2) + "\n")
     return recipe

@@ -32,12 +32,14 @@ from .mutants_basics import MUTANTS as BASICS_MUTANTS
 from .mutants_circuits import MUTANTS as CIRCUITS_MUTANTS
 from .mutants_contrastive import MUTANTS as CONTRASTIVE_MUTANTS
 from .mutants_data_parallel import MUTANTS as DATA_PARALLEL_MUTANTS
+from .mutants_encoder_decoder import MUTANTS as ENCODER_DECODER_MUTANTS
 from .mutants_features import MUTANTS as FEATURES_MUTANTS
 from .mutants_gpt import MUTANTS as GPT_MUTANTS
 from .mutants_interp import MUTANTS as INTERP_MUTANTS
 from .mutants_optimization import MUTANTS as OPTIMIZATION_MUTANTS
 from .mutants_real_models import MUTANTS as REAL_MODELS_MUTANTS
 from .mutants_scaling import MUTANTS as SCALING_MUTANTS
+from .mutants_vision import MUTANTS as VISION_MUTANTS
 
 # -- lesson 1
 
@@ -665,7 +667,8 @@ for _exercise, _items in [*MORE.items(), *BASICS_MUTANTS.items(), *FEATURES_MUTA
                           *GPT_MUTANTS.items(), *INTERP_MUTANTS.items(),
                           *REAL_MODELS_MUTANTS.items(), *CIRCUITS_MUTANTS.items(),
                           *OPTIMIZATION_MUTANTS.items(), *CONTRASTIVE_MUTANTS.items(),
-                          *DATA_PARALLEL_MUTANTS.items()]:
+                          *DATA_PARALLEL_MUTANTS.items(), *VISION_MUTANTS.items(),
+                          *ENCODER_DECODER_MUTANTS.items()]:
     MUTANTS.setdefault(_exercise, []).extend(_items)
 MUTANTS.update(ASSISTANT_MUTANTS)  # lesson 13b's, kept in their own file
 MUTANTS.update(SCALING_MUTANTS)  # lesson 13's too
@@ -674,4 +677,5 @@ MUTANTS.update(SCALING_MUTANTS)  # lesson 13's too
 TESTED_ELSEWHERE = (set(ASSISTANT_MUTANTS) | set(SCALING_MUTANTS) | set(FEATURES_MUTANTS)
                     | set(REAL_MODELS_MUTANTS) | set(CIRCUITS_MUTANTS)
                     | set(OPTIMIZATION_MUTANTS) | set(CONTRASTIVE_MUTANTS)
-                    | set(DATA_PARALLEL_MUTANTS))
+                    | set(DATA_PARALLEL_MUTANTS) | set(VISION_MUTANTS)
+                    | set(ENCODER_DECODER_MUTANTS))

@@ -460,8 +460,11 @@ def _lookup_kind(kind: str) -> type[SAE]:
 
 
 def load_sae(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> SAE:
-    """Load an SAE folder written by :meth:`SAE.save` (any kind)."""
-    folder = Path(path)
+    """Load an SAE folder written by :meth:`SAE.save` (any kind), or a shipped SAE by
+    name (``gs.zoo.names()``, e.g. "stories-sae") when no such folder exists."""
+    from gptscope.zoo import resolve
+
+    folder = resolve(path)
     cfg_path, weights_path = folder / CONFIG_FILENAME, folder / WEIGHTS_FILENAME
     for p in (cfg_path, weights_path):
         if not p.is_file():

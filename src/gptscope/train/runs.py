@@ -85,7 +85,9 @@ def _max_steps(run: Path) -> int | None:
 def run_weights(run: str | Path) -> list[RunWeights]:
     """Every set of weights in ``run``, newest first: the final ``model.safetensors`` and
     the finished checkpoints, ordered by step (weights of unknown step after all known)."""
-    run = Path(run)
+    from gptscope.zoo import resolve
+
+    run = resolve(run)  # a shipped model's name works where no such folder exists
     if not run.is_dir():
         raise ValueError(f"{run} is not a folder; pass a run folder (gptscope train --out) "
                          "or a folder gs.save wrote")
@@ -135,12 +137,14 @@ def open_run(run: str | Path, device: str = "cpu") -> tuple[Any, RunWeights]:
 
 def run_token_batches(run: str | Path, model: Any, n_batches: int, batch_size: int = 32,
                       seed: int = 0) -> list[Tensor]:
-    """``n_batches`` LongTensors ``[batch_size, pos]`` drawn from the data the run trained on
-    (its ``train_config.json``), tokenized with the run's own tokenizer."""
+    """``n_batches`` LongTensors ``[batch_size, pos]`` drawn from the data the run (a folder,
+    or a shipped model's name) trained on (its ``train_config.json``), tokenized with the
+    run's own tokenizer."""
     from gptscope.train.config import TrainConfig
     from gptscope.train.data import build_data
+    from gptscope.zoo import resolve
 
-    cfg_file = Path(run) / "train_config.json"
+    cfg_file = resolve(run) / "train_config.json"
     if not cfg_file.exists():
         raise ValueError(f"{cfg_file} is missing; pass a folder written by gptscope train")
     spec = TrainConfig.from_json(cfg_file).data

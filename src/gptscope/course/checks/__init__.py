@@ -18,6 +18,7 @@ from gptscope.course.checks import (
     circuits,
     contrastive,
     data_parallel,
+    encoder_decoder,
     features,
     gpt,
     interp,
@@ -29,6 +30,7 @@ from gptscope.course.checks import (
     rlhf,
     scaling,
     training,
+    vision,
 )
 from gptscope.course.result import CheckResult
 
@@ -36,7 +38,8 @@ CHECKS: dict[str, Callable[[Any], CheckResult]] = {
     name[len("check_"):]: fn
     for module in (basics, positions, calibration, attention, gpt, training, optimization,
                    contrastive, data_parallel, params, real_models, interp, attribution,
-                   circuits, features, scaling, alignment, rlhf, projects)
+                   circuits, features, scaling, alignment, rlhf, projects, vision,
+                   encoder_decoder)
     for name, fn in vars(module).items()
     if name.startswith("check_") and callable(fn)
 }

@@ -91,3 +91,81 @@ def steering_effect(model, vector: Tensor, layer: int, coefficient: float, promp
         q_log = apply_steering(model, neutral, vector, layer, coefficient).log_softmax(-1)
         kl = (p_log.exp() * (p_log - q_log)).sum(-1)
     return {"effect": effect.item(), "kl": kl[neutral_mask].mean().item()}
+
+
+def adjective_positive_share(model, openings: list[str], vector: Tensor, layer: int,
+                      coefficient: float) -> float:
+    """Given: the mean over ``openings`` of P(the next word is a positive adjective),
+    among the corpus's positive, negative and neutral adjectives, steered by your
+    ``apply_steering``.
+
+    Each opening + adjective + " " is one row, padded at the end: a causal model's logits
+    at a position do not depend on what comes after it, so the padding changes nothing.
+    """
+    from gptscope.data.stories import (
+        NEGATIVE_ADJECTIVES,
+        NEUTRAL_ADJECTIVES,
+        POSITIVE_ADJECTIVES,
+    )
+
+    words = POSITIVE_ADJECTIVES + NEGATIVE_ADJECTIVES + NEUTRAL_ADJECTIVES
+    shares = []
+    for opening in openings:
+        rows = [model.tokenizer.encode(opening + w + " ") for w in words]
+        width = max(len(r) for r in rows)
+        tokens = torch.tensor([r + [0] * (width - len(r)) for r in rows])
+        logp = apply_steering(model, tokens, vector, layer, coefficient).log_softmax(-1)
+        start = len(opening)
+        word_logp = torch.stack([  # log P(word + " " | opening), by the chain rule
+            sum(logp[i, t - 1, rows[i][t]] for t in range(start, len(rows[i])))
+            for i in range(len(words))])
+        shares.append(float(word_logp.softmax(0)[:len(POSITIVE_ADJECTIVES)].sum()))
+    return sum(shares) / len(shares)
+
+
+def explore_steering_stories(layer: int = 2, coefficients: tuple[float, ...] = (0.0, -2.0,
+                             -3.0)) -> dict[float, dict[str, float]]:
+    """Given: steer the shipped ``stories`` model with *your* ``steering_vector`` and
+    ``apply_steering``.
+
+    In the stories corpus each sentence's sentiment is drawn on its own, so a text has no
+    mood to steer; what the model does track is that after a positive verb ("the dog loves
+    the ") the adjective is positive or neutral, never negative. So the vector is read
+    there: your ``steering_vector`` of "<subject> loves the " minus "<subject> hates the "
+    (verbs of equal length, so the rows line up), its last row, averaged over subjects and
+    verbs. Added with a negative coefficient, it should make "loves the " continue with a
+    negative adjective. The side effect is measured as the change in loss on sentences with
+    no sentiment words (the corpus's name sentences). Returns, per coefficient, the
+    positive share of the adjective after a positive verb and that loss change in percent.
+    """
+    import gptscope as gs
+    from gptscope.data.stories import generate_stories
+
+    model = gs.load("stories")
+    subjects, verb_pairs = ["the dog ", "mary ", "tom ", "the bird ", "lucy ", "the horse "], \
+        [("loves", "hates"), ("likes", "fears")]
+    rows = [steering_vector(model, model.to_tokens(s + p + " the "),
+                            model.to_tokens(s + n + " the "), layer)[-1]
+            for s in subjects for p, n in verb_pairs]
+    vector = torch.stack(rows).mean(0)  # [d_model]
+    openings = ["the cat loves the ", "ben likes the ", "the frog loves the ",
+                "anna likes the "]  # subjects the vector was not built from
+    neutral = [story.text[s.start:s.end] for story in generate_stories(60, seed=123)
+               for s in story.spans if s.labels.get("kind") == "ioi"][:20]
+    width = min(len(t) for t in neutral)
+    neutral_tokens = torch.tensor([model.tokenizer.encode(t[:width]) for t in neutral])
+
+    def neutral_loss(coefficient: float) -> float:
+        logits = apply_steering(model, neutral_tokens, vector, layer, coefficient)
+        return float(torch.nn.functional.cross_entropy(
+            logits[:, :-1].flatten(0, 1), neutral_tokens[:, 1:].flatten()))
+
+    base_loss = neutral_loss(0.0)
+    results = {}
+    for c in coefficients:
+        share = adjective_positive_share(model, openings, vector, layer, c)
+        change = 100 * (neutral_loss(c) / base_loss - 1)
+        results[c] = {"positive_share": share, "neutral_loss_change_percent": change}
+        print(f"coefficient {c:+5.2f}: P(positive adjective after a positive verb) "
+              f"{share:.2f}; loss on neutral text {change:+.1f}%")
+    return results

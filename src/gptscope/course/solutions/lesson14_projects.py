@@ -75,3 +75,58 @@ def seed_spread(finals: Tensor) -> dict[str, float]:
     std = x.std(correction=1).item()
     return {"mean": x.mean().item(), "std": std, "sem": std / math.sqrt(x.numel()),
             "min": x.min().item(), "max": x.max().item()}
+
+
+def fourier_concentration(W_E: Tensor, p: int, top: int = 5) -> float:
+    """Given: the share of the number embeddings' power in their ``top`` strongest
+    frequencies. W_E [d_vocab, d_model]; rows 0..p-1 embed the numbers. A discrete Fourier
+    transform along the numbers (the constant term left out) gives each frequency's
+    power summed over d_model. A model that computes a + b mod p with rotations, as Nanda
+    et al. (2023) found, embeds the numbers with a few frequencies: a share near 1."""
+    power = torch.fft.rfft(W_E[:p].double(), dim=0).abs().pow(2).sum(-1)[1:]
+    return float(power.topk(top).values.sum() / power.sum())
+
+
+def explore_grokking(seed: int = 0) -> dict[str, float]:
+    """Given: a project that starts from shipped checkpoints, reported with *your*
+    ``bootstrap_interval`` and ``paired_permutation_test``.
+
+    ``modadd-grokked`` (``gs.zoo.recipe("modadd-grokked")`` holds its one command) learned
+    a + b mod 59 from 45% of the pairs. Its run's metrics ship with it: by step 500 it had
+    memorised every training pair but got few test pairs right; hundreds of steps later it
+    generalised (grokking). Its step-500 checkpoint ships too. Both are scored on the
+    held-out pairs, with 95% bootstrap intervals and a paired permutation test, and their
+    embeddings' Fourier concentration is compared: the generalising solution uses a few
+    frequencies. Returns the test accuracies, their intervals, the p-value and both
+    concentrations.
+    """
+    import json
+
+    import gptscope as gs
+    from gptscope.data.tasks import make_task
+
+    folder = gs.zoo.path("modadd-grokked")
+    spec = json.loads((folder / "train_config.json").read_text())["data"]
+    task = make_task(spec["task"], **spec["task_kwargs"])
+    for line in (folder / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if "val_exact_match" in row and row["step"] % 250 == 0:
+            print(f"step {row['step']:5d}: train {row['train_exact_match']:.2f}, "
+                  f"test {row['val_exact_match']:.2f}")
+    tokens, _ = task.full_dataset()["test"]  # [pairs, 4]: a, b, =, (a + b) mod p
+    g = torch.Generator().manual_seed(seed)
+    out, right = {}, {}
+    for name, model in (("step_500", gs.load(folder / "checkpoints" / "step_000500")),
+                        ("final", gs.load(folder))):
+        with torch.no_grad():
+            right[name] = (model(tokens[:, :3])[:, -1].argmax(-1) == tokens[:, 3]).double()
+        low, high = bootstrap_interval(right[name], torch.mean, 1000, 0.95, g).tolist()
+        out[f"{name}_accuracy"] = float(right[name].mean())
+        out[f"{name}_interval"] = (low, high)
+        out[f"{name}_fourier_top5"] = fourier_concentration(model.W_E.detach(), task.p)
+        print(f"{name:8s}: test accuracy {out[f'{name}_accuracy']:.3f} (95% interval "
+              f"{low:.3f}-{high:.3f}); embedding power in its 5 strongest frequencies "
+              f"{out[f'{name}_fourier_top5']:.2f}")
+    out["p_value"] = paired_permutation_test(right["final"], right["step_500"], 2000, g)
+    print(f"paired permutation test, final vs step 500: p = {out['p_value']:.4f}")
+    return out
