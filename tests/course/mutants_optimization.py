@@ -283,6 +283,99 @@ def opt_strict_improvement(h, c, x0, steps, batch_sizes, lrs, loss):
     return out
 
 
+# -- adam_noisy_quadratic_loss ----------------------------------------------------------------
+
+
+def _adam_nqm(h, c, x0, lr, batch_size, steps, *, v="h2", root=True, batch_in_v=True,
+              frozen=False, shrink_lr=False, noise_lr=False, extra=0, half=0.5):
+    s = x0 * x0
+    n = c / batch_size
+
+    def moment(s):
+        mean = {"h2": h * h * s, "h": h * s, "none": torch.zeros_like(s)}[v]
+        return mean + (n if batch_in_v else c)
+
+    first = moment(s)
+    for _ in range(steps + extra):
+        second = first if frozen else moment(s)
+        eta = lr / (second.sqrt() if root else second)
+        s = (1 - (lr if shrink_lr else eta) * h) ** 2 * s + (lr if noise_lr else eta) ** 2 * n
+    return half * (h * s).sum()
+
+
+def adam_nqm_is_sgd(*a):
+    return _nqm(*a)
+
+
+def adam_nqm_no_root(*a):
+    return _adam_nqm(*a, root=False)
+
+
+def adam_nqm_v_without_batch(*a):
+    return _adam_nqm(*a, batch_in_v=False)
+
+
+def adam_nqm_v_noise_only(*a):
+    return _adam_nqm(*a, v="none")
+
+
+def adam_nqm_v_h_unsquared(*a):
+    return _adam_nqm(*a, v="h")
+
+
+def adam_nqm_v_frozen(*a):
+    return _adam_nqm(*a, frozen=True)
+
+
+def adam_nqm_shrinks_by_lr(*a):
+    return _adam_nqm(*a, shrink_lr=True)
+
+
+def adam_nqm_noise_by_lr(*a):
+    return _adam_nqm(*a, noise_lr=True)
+
+
+def adam_nqm_one_step_more(*a):
+    return _adam_nqm(*a, extra=1)
+
+
+def adam_nqm_no_half(*a):
+    return _adam_nqm(*a, half=1.0)
+
+
+def adam_nqm_per_coordinate(h, c, x0, lr, batch_size, steps):
+    return torch.stack([_adam_nqm(h[i:i + 1], c[i:i + 1], x0[i:i + 1], lr, batch_size, steps)
+                        for i in range(len(h))])
+
+
+def adam_nqm_starts_at_zero(h, c, x0, lr, batch_size, steps):
+    return _adam_nqm(h, c, torch.zeros_like(x0), lr, batch_size, steps)
+
+
+# Right answers, written differently.
+
+def adam_nqm_python_floats(h, c, x0, lr, batch_size, steps):
+    """One coordinate at a time, in Python floats."""
+    total = 0.0
+    for hi, ci, xi in zip(h.tolist(), c.tolist(), x0.tolist()):
+        s = xi * xi
+        for _ in range(steps):
+            eta = lr / math.sqrt(hi * hi * s + ci / batch_size)
+            s = (1 - eta * hi) ** 2 * s + eta * eta * ci / batch_size
+        total += 0.5 * hi * s
+    return torch.tensor(total, dtype=torch.float64)
+
+
+def adam_nqm_mean_and_variance(h, c, x0, lr, batch_size, steps):
+    """The mean and the variance kept apart, the step from their sum; numpy inside."""
+    hn, cn = h.numpy(), c.numpy() / batch_size
+    mean, var = x0.numpy().copy(), np.zeros_like(hn)
+    for _ in range(steps):
+        eta = lr / np.sqrt(hn ** 2 * (mean ** 2 + var) + cn)
+        mean, var = (1 - eta * hn) * mean, (1 - eta * hn) ** 2 * var + eta ** 2 * cn
+    return torch.from_numpy(np.asarray(0.5 * np.dot(hn, mean ** 2 + var)))
+
+
 MUTANTS: dict[str, list] = {
     "adam_step": [
         (adam_no_bias_correction, oc.NO_BIAS_CORRECTION), (adam_t_from_zero, oc.WRONG_STEP),
@@ -305,10 +398,20 @@ MUTANTS: dict[str, list] = {
         (opt_batch_one, oc.IGNORES_BATCH), (opt_ties_larger, oc.TIES_LARGER),
         (opt_index, oc.INDEX), (opt_own_loss, oc.OWN_LOSS), (opt_float32, oc.FLOAT32),
     ],
+    "adam_noisy_quadratic_loss": [
+        (adam_nqm_is_sgd, oc.ADAM_IS_SGD), (adam_nqm_no_root, oc.ADAM_NO_ROOT),
+        (adam_nqm_v_without_batch, oc.ADAM_V_NO_BATCH),
+        (adam_nqm_v_noise_only, oc.ADAM_V_NO_SIGNAL),
+        (adam_nqm_v_h_unsquared, oc.ADAM_V_H_UNSQUARED), (adam_nqm_v_frozen, oc.ADAM_V_FROZEN),
+        (adam_nqm_shrinks_by_lr, oc.ADAM_SHRINK_LR), (adam_nqm_noise_by_lr, oc.ADAM_NOISE_LR),
+        (adam_nqm_one_step_more, oc.OFF_BY_ONE), (adam_nqm_no_half, oc.NO_HALF),
+        (adam_nqm_per_coordinate, oc.NOT_SUMMED), (adam_nqm_starts_at_zero, oc.BAD_START),
+    ],
 }
 
 RIGHT_ANSWERS: dict[str, list] = {
     "adam_step": [adam_by_torch_foreach, adam_by_numpy],
     "noisy_quadratic_loss": [nqm_closed_form, nqm_mean_and_variance],
     "optimal_lr_by_batch": [opt_python_min, opt_strict_improvement],
+    "adam_noisy_quadratic_loss": [adam_nqm_python_floats, adam_nqm_mean_and_variance],
 }

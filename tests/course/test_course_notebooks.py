@@ -95,6 +95,13 @@ def test_notebooks_execute(tmp_path, monkeypatch):
             for t in _outputs(merged) for line in t.splitlines() if "test accuracy" in line
             and line.startswith(("step_500", "final"))}
     assert grok.get("step_500", 1) < 0.6 and grok.get("final", 0) > 0.95, grok
+    # Lesson 6b's scaling rules on a fixed number of examples: linear for SGD, square root
+    # for Adam (0.97 and 0.49 when measured).
+    rules = [line for t in _outputs(merged) for line in t.splitlines()
+             if line.startswith("best lr ~ batch^")]
+    assert len(rules) == 1, rules
+    sgd, adam = (float(part.split("^")[1].split()[0]) for part in rules[0].split(",")[:2])
+    assert 0.9 < sgd < 1.1 and 0.4 < adam < 0.6, rules
     # Lesson 13's: the learner's frontier fit on the shipped sweep matches the library's.
     fits = [line for t in _outputs(merged) for line in t.splitlines()
             if line.startswith("cpu-20m: frontier of 14 shapes")]

@@ -1,4 +1,5 @@
-"""Checks for lesson 6b: Adam by hand, the noisy quadratic model, the best lr per batch size.
+"""Checks for lesson 6b: Adam by hand, the noisy quadratic model under SGD and idealised Adam,
+the best lr per batch size.
 
 adam_step is replayed for several steps in float64 against ``torch.optim.Adam`` and
 ``torch.optim.AdamW`` with betas, eps and weight decay away from their defaults, so that
@@ -6,6 +7,9 @@ each mistake moves the trajectory. noisy_quadratic_loss is compared with a float
 the second-moment recursion (the Monte-Carlo agreement of that recursion is a test, not a
 check: the check must be exact and quick). optimal_lr_by_batch gets the check's own loss
 functions, one of them flat around its minimum, so ties and an ignored ``loss`` show.
+adam_noisy_quadratic_loss is compared with its own float64 recursion on cases where the
+squared mean gradient and the noise are of similar size, so a v without either shows (that
+its best lr follows ``torch.optim.Adam``'s is a test).
 """
 
 # The wrong-variant lambdas are called by compare() in the same loop iteration that makes
@@ -329,3 +333,77 @@ def check_optimal_lr_by_batch(fn: Callable[..., Any]) -> CheckResult:
                 atol=1e-12, rtol=1e-10, axes=("batch size",))
         return f"{case}: {[round(x, 4) for x in want.tolist()]}"
     return run_check("optimal_lr_by_batch", lambda: run_cases(_optimal_cases(), one_case))
+
+
+# -- adam_noisy_quadratic_loss ----------------------------------------------------------------
+
+ADAM_IS_SGD = ("this is SGD's loss: divide each coordinate's step by the root of its second "
+               "moment, eta_i = lr / sqrt(v_i)")
+ADAM_NO_ROOT = "the step divides by v_i, not by its root: eta_i = lr / sqrt(v_i)"
+ADAM_V_NO_BATCH = ("v_i's noise term ignores the batch size: a batch's gradient noise has "
+                   "variance c_i / batch_size, in v_i as in the update")
+ADAM_V_NO_SIGNAL = ("v_i lacks the squared mean gradient: E[g_i ** 2] = h_i ** 2 * s_i + "
+                    "c_i / batch_size, the mean gradient squared plus the noise variance")
+ADAM_V_H_UNSQUARED = ("v_i has h_i * s_i: the mean gradient is h_i * x_i, so its square adds "
+                      "h_i ** 2 * s_i")
+ADAM_V_FROZEN = ("v_i was computed once, from x0: it follows s_i, so recompute it every step "
+                 "from the current s_i")
+ADAM_SHRINK_LR = ("the shrink uses lr: x_i shrinks by (1 - eta_i * h_i), with the "
+                  "coordinate's own step eta_i")
+ADAM_NOISE_LR = ("the noise added per step uses lr ** 2: the step scales the noise by "
+                 "eta_i, so it adds eta_i ** 2 * c_i / batch_size")
+
+ADAM_NQM_CASES = [  # (h, c, x0, lr, batch_size, steps): h^2 s and c / B of similar size
+    ([1.0, 0.5, 0.2, 0.05], [2.0, 1.0, 0.5, 0.3], [1.0, -2.0, 0.5, 3.0], 0.3, 8, 20),
+    ([1.0, 0.5, 0.2, 0.05], [2.0, 1.0, 0.5, 0.3], [1.0, -2.0, 0.5, 3.0], 0.1, 4, 0),
+    ([2.0, 0.7, 0.1], [0.5, 3.0, 1.0], [-1.5, 0.5, 2.0], 0.4, 3, 1),
+    ([1.0, 0.3, 0.03], [0.2, 0.1, 0.05], [2.0, -1.0, 1.0], 0.05, 1, 7),
+    ("random", "random", "random", 0.02, 32, 50),
+]
+
+
+def adam_nqm_replay(h: Tensor, c: Tensor, x0: Tensor, lr: float, batch_size: int,
+                    steps: int, adam: bool = True, root: float = 0.5, v_batch: bool = True,
+                    signal: str = "h2", frozen: bool = False, shrink_eta: bool = True,
+                    noise_eta: bool = True, half: float = 0.5, reduce: str = "sum",
+                    start: str = "square") -> Tensor:
+    """Idealised Adam's expected loss on the noisy quadratic model in float64, or one
+    mistake's: v from h ** 2 * s ("h2"), h * s ("h") or the noise alone ("none")."""
+    h, c, x0 = h.double(), c.double(), x0.double()
+    s = x0 * x0 if start == "square" else torch.zeros_like(x0)
+    noise = c / batch_size
+
+    def second_moment(s: Tensor) -> Tensor:
+        mean_part = {"h2": h * h * s, "h": h * s, "none": 0 * s}[signal]
+        return mean_part + (noise if v_batch else c)
+
+    v0 = second_moment(s)
+    for _ in range(max(steps, 0)):
+        v = v0 if frozen else second_moment(s)
+        eta = lr / v ** root if adam else torch.full_like(s, lr)
+        s = (1 - (eta if shrink_eta else lr) * h) ** 2 * s + (
+            eta if noise_eta else lr) ** 2 * noise
+    per = half * h * s
+    return {"sum": per.sum(), "mean": per.mean(), "none": per}[reduce]
+
+
+def check_adam_noisy_quadratic_loss(fn: Callable[..., Any]) -> CheckResult:
+    def one_case(spec: tuple) -> str:
+        args = _nqm_inputs(spec)
+        h, c, x0, lr, batch_size, steps = args
+        case = f"d={len(h)}, lr={lr}, batch_size={batch_size}, steps={steps}"
+        want = adam_nqm_replay(*args)
+        changes = [(ADAM_IS_SGD, {"adam": False}), (ADAM_NO_ROOT, {"root": 1.0}),
+                   (ADAM_V_NO_BATCH, {"v_batch": False}), (ADAM_V_NO_SIGNAL, {"signal": "none"}),
+                   (ADAM_V_H_UNSQUARED, {"signal": "h"}), (ADAM_V_FROZEN, {"frozen": True}),
+                   (ADAM_SHRINK_LR, {"shrink_eta": False}),
+                   (ADAM_NOISE_LR, {"noise_eta": False}),
+                   (OFF_BY_ONE, {"steps": steps + 1}), (OFF_BY_ONE, {"steps": steps - 1}),
+                   (NO_HALF, {"half": 1.0}), (NOT_SUMMED, {"reduce": "none"}),
+                   (AVERAGED, {"reduce": "mean"}), (BAD_START, {"start": "zero"})]
+        mistakes = [(m, lambda kw=kw: adam_nqm_replay(*args[:5], **{"steps": steps, **kw}))
+                    for m, kw in changes]
+        got = call(fn, h.clone(), c.clone(), x0.clone(), lr, batch_size, steps)
+        compare(got, want, case, mistakes, what="the expected loss", atol=1e-10, rtol=1e-7)
+        return f"{case}: {want.item():.6g}"
+    return run_check("adam_noisy_quadratic_loss", lambda: run_cases(ADAM_NQM_CASES, one_case))

@@ -9,10 +9,15 @@ gradients carry noise that shrinks as 1 / batch size. Its expected loss after k 
 has a closed form, so you can ask exactly what a larger batch buys: at small batches the
 noise decides, and the best learning rate grows in proportion to the batch size; past a
 *critical* batch size the curvature decides, and a larger batch buys almost nothing.
+Last, the same model under an idealised Adam, whose step is divided by the root of the
+gradient's second moment: with the number of examples fixed, SGD's best learning rate grows
+in proportion to the batch, Adam's as its square root (the scaling rule Malladi et al., 2022,
+"On the SDEs and Scaling Rules for Adaptive Gradient Algorithms", derive).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -140,3 +145,72 @@ def explore_optimal_lr(d: int = 100, steps: int = 100, noise: float = 100.0) -> 
           "the noise limits it); at large ones it slows, capped by 2 / max(h): the "
           "curvature limits it, and a bigger batch buys ever less")
     return best
+
+
+def adam_noisy_quadratic_loss(h: Tensor, c: Tensor, x0: Tensor, lr: float, batch_size: int,
+                              steps: int) -> Tensor:
+    """The expected loss of the noisy quadratic model after ``steps`` steps of idealised Adam.
+
+    The model, its arguments and its s_i = E[x_i ** 2] are those of ``noisy_quadratic_loss``
+    (c > 0). Adam divides each coordinate's step by the root of its running mean of g * g;
+    idealised here as no momentum (beta1 = 0), no eps, and the running mean replaced by what
+    it tracks when beta2 is close to 1, the expected squared gradient of that coordinate:
+
+        v_i = h_i ** 2 * s_i + c_i / batch_size   (squared mean gradient + noise variance)
+        eta_i = lr / sqrt(v_i)                    (the coordinate's step size this step)
+        s_i <- (1 - eta_i * h_i) ** 2 * s_i + eta_i ** 2 * c_i / batch_size
+
+    each step taking v_i from s_i *before* that step's update; s_i = x0_i ** 2 before any
+    step. Return 1/2 * sum_i h_i * s_i after exactly ``steps`` steps, a 0-dim tensor.
+
+    Why the square-root rule: while the noise dominates v_i, eta_i is about
+    lr * sqrt(batch_size / c_i), so a batch 4 times larger already doubles every step, and
+    lr itself need only double where SGD's had to grow fourfold.
+    """
+    s = x0 * x0
+    noise = c / batch_size
+    for _ in range(steps):
+        eta = lr / (h * h * s + noise).sqrt()
+        s = (1 - eta * h) ** 2 * s + eta ** 2 * noise
+    return 0.5 * (h * s).sum()
+
+
+def _log_slope(batch_sizes: list[int], lrs: Tensor) -> float:
+    """The least-squares slope of log lr against log batch size."""
+    x = torch.tensor([math.log(b) for b in batch_sizes], dtype=torch.float64)
+    y = lrs.double().log()
+    x, y = x - x.mean(), y - y.mean()
+    return float((x * y).sum() / (x * x).sum())
+
+
+def explore_batch_scaling_rules(examples: int = 1024, d: int = 100,
+                                noise: float = 100.0) -> dict[str, float]:
+    """Given: SGD's linear rule and Adam's square-root rule, on a fixed number of examples
+    (uses *your* ``noisy_quadratic_loss``, ``adam_noisy_quadratic_loss`` and
+    ``optimal_lr_by_batch``).
+
+    The model of ``explore_optimal_lr``, but each batch size gets ``examples`` // batch
+    steps, as when a dataset is read once: a larger batch takes fewer, less noisy steps.
+    Prints the best lr of each optimiser for batch sizes 1 ... 256 and the loss it reaches,
+    and returns the slope of log best lr against log batch size over batches 1 to 64,
+    {"sgd": about 1, "adam": about 1/2}.
+    """
+    h = 1 / torch.arange(1, d + 1, dtype=torch.float64)
+    c, x0 = noise * h, torch.ones(d, dtype=torch.float64)
+    lrs = torch.logspace(-4, 0.3, 45, dtype=torch.float64)  # 1e-4 ... 2 in steps of 25%
+    batch_sizes = [1, 4, 16, 64, 256]
+    slopes = {}
+    for name, loss in (("sgd", noisy_quadratic_loss), ("adam", adam_noisy_quadratic_loss)):
+        best = torch.cat([optimal_lr_by_batch(h, c, x0, examples // b, [b], lrs, loss)
+                          for b in batch_sizes])
+        print(f"{name}: batch size, steps, best lr, expected loss")
+        for b, lr in zip(batch_sizes, best.tolist()):
+            value = loss(h, c, x0, lr, b, examples // b).item()
+            print(f"{b:10d} {examples // b:6d} {lr:9.4f} {value:9.4f}")
+        slopes[name] = _log_slope(batch_sizes[:4], best[:4])
+    print(f"best lr ~ batch^{slopes['sgd']:.2f} for SGD, batch^{slopes['adam']:.2f} for Adam "
+          "(batches 1-64): the same examples in 64 times fewer steps reach about the same "
+          "loss, if the lr grows linearly for SGD and as the square root for Adam; at 256 "
+          "the loss starts to rise for both: past the critical batch size, fewer steps cost "
+          "more than less noise buys")
+    return slopes
