@@ -33,8 +33,10 @@ class DLA:
     """Direct logit attribution of a logit difference, per example.
 
     heads ``[batch, layer, head]``, mlp ``[batch, layer]`` (None for attention-only
-    models), embed, pos_embed, bias, rest, logit_diff ``[batch]``. ``bias`` gathers the
-    attention output biases, the final LayerNorm bias and the unembedding bias; ``rest`` is
+    models), embed, pos_embed, bias, rest, logit_diff ``[batch]``; cross_heads ``[batch,
+    layer, head]``, the cross-attention heads of a decoder (None for other models). ``bias``
+    gathers the attention output biases, the final LayerNorm bias and the unembedding bias;
+    ``rest`` is
     whatever is left (other embeddings, float error) so that every part sums to
     ``logit_diff``. Properties without ``_per_example`` average over the batch.
     """
@@ -46,11 +48,18 @@ class DLA:
     bias_per_example: Tensor
     rest_per_example: Tensor
     logit_diff_per_example: Tensor
+    cross_heads_per_example: Tensor | None = None
 
     @property
     def heads(self) -> Tensor:
         """``[layer, head]``"""
         return self.heads_per_example.mean(0)
+
+    @property
+    def cross_heads(self) -> Tensor | None:
+        """``[layer, head]``, or None without cross-attention"""
+        cross = self.cross_heads_per_example
+        return None if cross is None else cross.mean(0)
 
     @property
     def mlp(self) -> Tensor | None:
@@ -82,12 +91,15 @@ class DLA:
         return sum(v for _, v in self.items())
 
     def items(self) -> list[tuple[str, float]]:
-        """Every part as (label, mean value): embed, pos_embed, L{l}H{h}, MLP{l}, bias, rest."""
+        """Every part as (label, mean value): embed, pos_embed, L{l}H{h}, the cross-attention
+        heads L{l}X{h} of a decoder, MLP{l}, bias, rest."""
         out = [("embed", self.embed), ("pos_embed", self.pos_embed)]
         n_layers, n_heads = self.heads.shape
-        heads = self.heads
+        heads, cross = self.heads, self.cross_heads
         for layer in range(n_layers):
             out += [(f"L{layer}H{h}", heads[layer, h].item()) for h in range(n_heads)]
+            if cross is not None:
+                out += [(f"L{layer}X{h}", cross[layer, h].item()) for h in range(n_heads)]
             if self.mlp is not None:
                 out.append((f"MLP{layer}", self.mlp[layer].item()))
         return out + [("bias", self.bias), ("rest", self.rest)]
@@ -120,6 +132,8 @@ def _dla_names(model: Any) -> list[str]:
               if name in model.hook_dict]
     for i in range(n):
         names.append(act_name("z", i))
+        if model.cfg.cross_attention:
+            names.append(f"blocks.{i}.cross_attn.hook_z")
         if not model.cfg.attn_only:
             names.append(act_name("mlp_out", i))
     return names
@@ -136,9 +150,10 @@ def dla(
 
     tokens_or_cache: ids ``[batch, pos]`` (the model is run) or a cache with hook_embed,
     hook_pos_embed, every hook_z (or hook_result) and hook_mlp_out, the last resid_post and
-    ln_final.hook_scale. correct / incorrect: an int or ids ``[batch]``; without
-    ``incorrect`` the plain logit of ``correct`` is split. pos: an int or ``[batch]``
-    positions (e.g. each row's last real token).
+    ln_final.hook_scale; for a decoder with cross-attention, every cross_attn.hook_z too
+    (``cache.submodel("decoder")`` of an EncoderDecoder's cache). correct / incorrect: an
+    int or ids ``[batch]``; without ``incorrect`` the plain logit of ``correct`` is split.
+    pos: an int or ``[batch]`` positions (e.g. each row's last real token).
     """
     cfg = model.cfg
     if cfg.norm_position != "pre" or cfg.embed_norm:
@@ -171,12 +186,18 @@ def _dla(model: Any, cache: Any, correct: Any, incorrect: Any, pos: int | Tensor
     pos_embed = attr(pick(cache["hook_pos_embed"])) if "hook_pos_embed" in model.hook_dict \
         else embed.new_zeros(batch)
     heads = torch.stack([attr(pick(head_results(cache, i))) for i in range(cfg.n_layers)], 1)
+    cross = None
+    if cfg.cross_attention:
+        cross = torch.stack([attr(pick(head_results(cache, i, cross=True)))
+                             for i in range(cfg.n_layers)], 1)  # [batch, layer, head]
     mlp = None
     if not cfg.attn_only:
         mlp = torch.stack([attr(pick(cache[act_name("mlp_out", i)]))
                            for i in range(cfg.n_layers)], 1)
     if cfg.attn_bias:
         b_O = model.b_O.detach()  # [layer, d_model]: every position gets the same bias
+        if cfg.cross_attention:
+            b_O = b_O + torch.stack([b.cross_attn.b_O.detach() for b in model.blocks])
         bias = bias + attr(b_O.sum(0).expand(batch, -1))
 
     final_x = pick(final)
@@ -186,6 +207,8 @@ def _dla(model: Any, cache: Any, correct: Any, incorrect: Any, pos: int | Tensor
     total = embed + pos_embed + heads.sum((1, 2)) + bias
     if mlp is not None:
         total = total + mlp.sum(1)
+    if cross is not None:
+        total = total + cross.sum((1, 2))
     return DLA(
         heads_per_example=heads.cpu(),
         mlp_per_example=mlp.cpu() if mlp is not None else None,
@@ -194,6 +217,7 @@ def _dla(model: Any, cache: Any, correct: Any, incorrect: Any, pos: int | Tensor
         bias_per_example=bias.cpu(),
         rest_per_example=(logit_diff - total).cpu(),
         logit_diff_per_example=logit_diff.cpu(),
+        cross_heads_per_example=cross.cpu() if cross is not None else None,
     )
 
 

@@ -88,9 +88,10 @@ def decompose_resid(
     d_model]``.
 
     Components: ``embed``, ``pos_embed`` (when the model has them and ``incl_embeds``), then
-    ``{l}_attn_out`` and ``{l}_mlp_out`` of each earlier layer (``mode`` "attn" or "mlp" keeps
-    one kind). ``mlp_input`` adds ``layer``'s own attention output. With no biases and
-    learned positions the components sum to ``resid_pre`` of ``layer``.
+    ``{l}_attn_out``, ``{l}_cross_attn_out`` (a decoder with cross-attention) and
+    ``{l}_mlp_out`` of each earlier layer (``mode`` "attn" keeps both attentions, "mlp" the
+    MLPs). ``mlp_input`` adds ``layer``'s own attention outputs. With learned positions the
+    components sum to ``resid_pre`` of ``layer``.
     """
     model = cache_model(cache)
     if mode not in ("all", "attn", "mlp"):
@@ -105,18 +106,20 @@ def decompose_resid(
             if name in model.hook_dict:
                 parts.append(cache[name])
                 labels.append(label)
+    attention = ["attn_out"] + (["cross_attn_out"] if model.cfg.cross_attention else [])
     for i in range(layer):
-        if incl_attn:
-            parts.append(cache[act_name("attn_out", i)])
-            labels.append(f"{i}_attn_out")
+        for kind in attention if incl_attn else []:
+            parts.append(cache[f"blocks.{i}.hook_{kind}"])
+            labels.append(f"{i}_{kind}")
         if incl_mlp:
             parts.append(cache[act_name("mlp_out", i)])
             labels.append(f"{i}_mlp_out")
     if mlp_input and incl_attn:
         if layer == model.cfg.n_layers:
             raise ValueError("mlp_input=True needs a layer below n_layers")
-        parts.append(cache[act_name("attn_out", layer)])
-        labels.append(f"{layer}_attn_out")
+        for kind in attention:
+            parts.append(cache[f"blocks.{layer}.hook_{kind}"])
+            labels.append(f"{layer}_{kind}")
     if not parts:
         raise ValueError("no components selected; widen mode, incl_embeds or layer")
     stack = torch.stack([slice_pos(p, pos_slice) for p in parts])
@@ -142,24 +145,27 @@ def _finish_stack(cache: Any, stack: Tensor, labels: list[str], layer: int,
     return _labelled(stack, labels, return_labels)
 
 
-def head_results(cache: Any, layer: int) -> Tensor:
+def head_results(cache: Any, layer: int, cross: bool = False) -> Tensor:
     """Each head's write into the residual stream at ``layer``: ``[batch, pos, head, d_model]``.
 
     Read from ``hook_result`` when it was cached; otherwise computed from ``hook_z`` and
-    ``W_O`` (the same numbers: result = z @ W_O per head, without b_O).
+    ``W_O`` (the same numbers: result = z @ W_O per head, without b_O). ``cross``: the
+    heads of the block's cross-attention (a decoder with ``cross_attention=True``).
     """
     model = cache_model(cache)
-    name = act_name("result", layer)
+    part = "cross_attn" if cross else "attn"
+    if cross and not model.cfg.cross_attention:
+        raise ValueError("cross=True needs a decoder built with cross_attention=True")
+    name, z_name = (f"blocks.{layer}.{part}.hook_{kind}" for kind in ("result", "z"))
     if name in cache:
         return cache[name]
-    z_name = act_name("z", layer)
     if z_name not in cache:
         raise ValueError(
             f"per-head results need {name} or {z_name} in the cache; add one to names_filter "
             "(hook_z is the cheaper: hook_result is computed only on request)"
         )
     z = cache[z_name]  # [batch, pos, head, d_head]
-    W_O = model.blocks[layer].attn.W_O.detach()  # [head, d_head, d_model]
+    W_O = getattr(model.blocks[layer], part).W_O.detach()  # [head, d_head, d_model]
     return torch.einsum("...hd,hdm->...hm", z, W_O.to(z.dtype))
 
 
@@ -270,6 +276,10 @@ def full_resid_decomposition(
     if model.cfg.norm_position != "pre":
         raise ValueError("the decomposition sums to the residual stream of pre-LN models only; "
                          "post-LN models normalise after each residual add")
+    if model.cfg.cross_attention:
+        raise ValueError("full_resid_decomposition lists self-attention heads only; for a "
+                         "decoder with cross-attention use decompose_resid (its "
+                         "{l}_cross_attn_out parts) or dla (its cross_heads)")
     layer = resolve_layer(layer, model.cfg.n_layers)
     stack, labels = stack_head_results(cache, layer + (1 if mlp_input else 0),
                                        return_labels=True, pos_slice=pos_slice)

@@ -66,6 +66,28 @@ class ActivationCache:
     def to(self, device: str | torch.device) -> ActivationCache:
         return ActivationCache({k: v.to(device) for k, v in self._store.items()}, self.model)
 
+    def submodel(self, prefix: str) -> ActivationCache:
+        """The activations of one part of the model (``"decoder"`` or ``"encoder"`` of an
+        ``EncoderDecoder``) under that part's own hook names, bound to that part: tools that
+        take a model and a cache (the logit lens, ``dla``, ``decompose_resid``) then read
+        ``cache.submodel("decoder")`` with ``model.decoder`` as a cache of that model."""
+        if not isinstance(prefix, str) or not prefix:
+            raise ValueError(f"prefix must be the name of a submodule, got {prefix!r}")
+        start = prefix + "."
+        store = {k[len(start):]: v for k, v in self._store.items() if k.startswith(start)}
+        parts = sorted({k.split(".")[0] for k in self._store if "." in k})
+        if not store:
+            raise ValueError(f"no cached activation starts with {start!r}; this cache's "
+                             f"prefixes are {parts}")
+        try:
+            part = self.model.get_submodule(prefix) if self.model is not None else None
+        except AttributeError:
+            part = None
+        if part is None:
+            raise ValueError(f"the cache's model has no submodule {prefix!r}; pass one of "
+                             f"{parts}")
+        return ActivationCache(store, part)
+
     def remove_batch_dim(self) -> ActivationCache:
         """Drop a leading batch dimension of size 1 from every tensor."""
         for name, t in self._store.items():

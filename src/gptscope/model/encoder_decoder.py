@@ -11,9 +11,10 @@ Hook names are the two models' own, prefixed: ``encoder.blocks.0.attn.hook_patte
 [batch, head, src_pos, src_pos], ``decoder.blocks.0.attn.hook_pattern`` [batch, head,
 tgt_pos, tgt_pos], ``decoder.blocks.0.cross_attn.hook_pattern`` [batch, head, tgt_pos,
 src_pos], so ``run_with_cache``, ``run_with_hooks`` and ``hooks`` work on the whole model by
-name. (Hook through this model: once composed, the halves' points carry the prefixed names,
-so ``model.decoder.run_with_cache`` on its own no longer finds them.) Saving and loading:
-``gptscope.io.encoder_decoder``.
+name. Each half keeps its own names too (``model.decoder.run_with_cache(tgt, context=memory)``
+caches ``blocks.0.cross_attn.hook_pattern``), and ``cache.submodel("decoder")`` turns a
+cache of the whole model into one of the decoder, for the interpretability tools. Saving
+and loading: ``gptscope.io.encoder_decoder``.
 """
 
 from __future__ import annotations

@@ -252,6 +252,13 @@ class HookedModule(nn.Module):
                              "or lambda name: name.endswith('hook_pattern')")
         return [self.hook_point(n) for n in names]
 
+    def local_names(self, points: list[HookPoint]) -> list[str]:
+        """Each point's name in this module's ``hook_dict``. A part of a larger model (the
+        decoder of an EncoderDecoder) keeps its own names there, while ``point.name`` is
+        the name in the whole model."""
+        names = {id(point): name for name, point in self.hook_dict.items()}
+        return [names.get(id(p), p.name) for p in points]
+
     def hook_point(self, name: str) -> HookPoint:
         """The hook point called ``name``; a ValueError suggesting close names if none is."""
         point = self.hook_dict.get(_one_name(name))
@@ -353,22 +360,26 @@ class HookedModule(nn.Module):
                 raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got "
                                  f"{device!r}") from e
         store: dict[str, Tensor] = {}
+        # Saved under this module's own names, which differ from point.name when this
+        # module is part of a larger one (the decoder of an EncoderDecoder).
+        names = {id(p): name for p, name in zip(points, self.local_names(points))}
 
         def save(tensor: Tensor, hook: HookPoint) -> None:
             t = tensor.detach()
-            store[hook.name] = t.to(device) if device is not None else t
+            store[names[id(hook)]] = t.to(device) if device is not None else t
 
         save.reads_only = True  # type: ignore[attr-defined]  # no copy needed to guard it
 
         def save_grad(grad: Tensor, hook: HookPoint) -> None:
             t = grad.detach()
-            store[hook.name + "_grad"] = t.to(device) if device is not None else t
+            store[names[id(hook)] + "_grad"] = t.to(device) if device is not None else t
 
-        fwd = [(p.name, save) for p in points]
-        bwd = [(p.name, save_grad) for p in points] if incl_bwd else []
+        fwd = [(names[id(p)], save) for p in points]
+        bwd = [(names[id(p)], save_grad) for p in points] if incl_bwd else []
         with self.hooks(fwd, bwd):
             yield store
-        ordered = {p.name: store[p.name] for p in points if p.name in store}
+        ordered = {names[id(p)]: store[names[id(p)]] for p in points
+                   if names[id(p)] in store}
         ordered.update({k: v for k, v in store.items() if k.endswith("_grad")})
         store.clear()
         store.update(ordered)

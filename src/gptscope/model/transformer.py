@@ -360,10 +360,11 @@ class Transformer(HookedModule):
             raise ValueError(f"activations takes attention_mask, token_type_ids, context and "
                              f"context_mask, not {sorted(bad)}")
         points = self._resolve(names, default_all=False, arg="names")
-        layers = [_layer_needed(p.name) for p in points]
+        local = self.local_names(points)
+        layers = [_layer_needed(name) for name in local]
         if any(layer is None for layer in layers):  # after the blocks: run to the end
-            run = {"return_type": "logits" if any(p.name.startswith("unembed.")
-                                                  for p in points) else None}
+            run = {"return_type": "logits" if any(name.startswith("unembed.")
+                                                  for name in local) else None}
         else:
             run = {"stop_at_layer": max(layers, default=-1) + 1}
         with torch.no_grad(), self.recording(points, device) as store:
