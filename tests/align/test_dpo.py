@@ -11,9 +11,19 @@ import shutil
 import pytest
 import torch
 
-from gptscope.align.dpo import encode_pairs, rank_samples, read_preferences, run_dpo
+from gptscope.align.dpo import (
+    DPOData,
+    completion_logprobs,
+    encode_pairs,
+    rank_samples,
+    read_preferences,
+    run_dpo,
+)
+from gptscope.align.losses import dpo_loss
 from gptscope.align.reward import load_reward_model
+from gptscope.config import ModelConfig
 from gptscope.io.checkpoint import load
+from gptscope.model.transformer import Transformer
 from gptscope.tokenizers import CharTokenizer
 from gptscope.train.checkpoint import list_checkpoints
 from gptscope.train.runs import open_run, read_metrics
@@ -44,6 +54,49 @@ def test_masks_cover_the_completions_only() -> None:
                                           [True, False, False, False, False]]
     with pytest.raises(ValueError, match="empty prompt"):
         encode_pairs(tok, [("", "a", "b")])
+
+
+def _tiny_policy() -> Transformer:
+    tok = CharTokenizer.train("abcd\n.")
+    cfg = ModelConfig(n_layers=1, d_model=16, n_heads=2, d_vocab=tok.vocab_size, n_ctx=16,
+                      seed=0)
+    model = Transformer(cfg, dtype=torch.float64)
+    model.tokenizer = tok
+    return model
+
+
+def test_completion_logprobs_equal_the_full_logits_gathered() -> None:
+    # Unembedding only the completion's positions must give what the full logits give:
+    # log_softmax over every position, the next token gathered, summed under the mask.
+    model = _tiny_policy()
+    enc = encode_pairs(model.tokenizer, [("\nab", "c.", "dd."), ("\n", "a", "b"),
+                                         ("\nd", "abca.", "b.")])
+    full = model(enc.chosen[:, :-1]).log_softmax(-1)  # [n, pos - 1, d_vocab]
+    want = (full.gather(-1, enc.chosen[:, 1:, None])[..., 0] * enc.chosen_mask).sum(-1)
+    torch.testing.assert_close(completion_logprobs(model, enc.chosen, enc.chosen_mask), want)
+
+
+def test_dpo_loss_of_one_batched_forward_equals_two_separate_ones() -> None:
+    # Chosen and rejected go through the model together, padded to one width: the loss
+    # and its gradient equal those of two forwards of the full logits.
+    model = _tiny_policy()
+    pairs = [("\nab", "c.", "dd."), ("\n", "a", "bcd."), ("\nd", "abca.", "b.")]
+    data = DPOData(pairs, _tiny_policy(), beta=0.3, val_fraction=0.0, sft_weight=0.5)
+    t = data.train
+    micro = (t.chosen, t.chosen_mask, t.rejected, t.rejected_mask, t.ref_chosen,
+             t.ref_rejected)
+    loss = data._loss(model, micro)[0]
+    grad = torch.autograd.grad(loss, model.W_U)[0]
+
+    def side(tokens, mask):
+        lp = model(tokens[:, :-1]).log_softmax(-1).gather(-1, tokens[:, 1:, None])[..., 0]
+        return (lp * mask).sum(-1), lp
+
+    (pc, lc), (pr, _) = side(t.chosen, t.chosen_mask), side(t.rejected, t.rejected_mask)
+    want = dpo_loss(pc, pr, t.ref_chosen, t.ref_rejected, 0.3, "sigmoid")[0] \
+        - 0.5 * (lc * t.chosen_mask).sum() / t.chosen_mask.sum()
+    torch.testing.assert_close(loss, want)
+    torch.testing.assert_close(grad, torch.autograd.grad(want, model.W_U)[0])
 
 
 def test_zero_lr_dpo_starts_at_log_two_and_leaves_the_policy(stories_base, tmp_path) -> None:

@@ -82,10 +82,10 @@ def test_empty_own_labels_are_refused() -> None:
 def test_reward_model_orders_held_out_texts(sentence_rm) -> None:
     """The issue's bar: >= 90% held-out pairwise accuracy on the stories' labels."""
     run, scores = sentence_rm
-    # measured over 6 runs: 0.951 to 0.998
+    # measured over 30 runs: 0.946 to 0.998
     check("reward.val_pairwise_accuracy", scores["val_pairwise_accuracy"], ">=", 0.90)
     rm = load_reward_model(run)
     good, bad = rm.score_texts(["\nthe dog loves the kind cat in the park.",
                                 "\nthe dog hates the cruel cat in the park."]).tolist()
-    # measured over 6 runs: 5.72 to 7.61
+    # measured over 30 runs: 4.06 to 8.25
     check("reward.minimal_pair_margin", good - bad, ">", 0.0)

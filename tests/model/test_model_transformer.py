@@ -52,6 +52,24 @@ def test_output_shapes(model):
     assert model(t, return_type=None) is None
 
 
+def test_logits_at_unembeds_only_the_masked_positions(model):
+    t = tokens()
+    keep = torch.rand(2, 10, generator=torch.Generator().manual_seed(1)) < 0.4
+    got = model(t, logits_at=keep)
+    assert got.shape == (int(keep.sum()), 41)
+    torch.testing.assert_close(got, model(t)[keep])
+
+
+def test_logits_at_refuses_a_bad_mask():
+    small, t = make(), tokens()
+    with pytest.raises(ValueError, match=r"bool mask \[batch, pos\] = \[2, 10\].*mask.bool"):
+        small(t, logits_at=torch.ones(2, 10))
+    with pytest.raises(ValueError, match=r"got \(2, 9\)"):
+        small(t, logits_at=torch.ones(2, 9, dtype=torch.bool))
+    with pytest.raises(ValueError, match="needs return_type='logits'"):
+        small(t, return_type="loss", logits_at=torch.ones(2, 10, dtype=torch.bool))
+
+
 def test_loss_is_cross_entropy_of_shifted_logits(model):
     t = tokens()
     logits = model(t)

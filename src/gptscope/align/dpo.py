@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gptscope.align.losses import DPO_KINDS, dpo_loss, sequence_logprobs
+from gptscope.align.losses import DPO_KINDS, dpo_loss, token_logprobs
 from gptscope.align.reward import pad_right
-from gptscope.align.rollout import sequence_token_logprobs
 
 Pair = tuple[str, str, str]  # (prompt, chosen, rejected)
 
@@ -79,13 +79,36 @@ def encode_pairs(tokenizer: Any, pairs: list[Pair]) -> EncodedPairs:
     return EncodedPairs(chosen, chosen_mask, rejected, rejected_mask)
 
 
+def completion_logprobs(model: nn.Module, tokens: Tensor, mask: Tensor) -> Tensor:
+    """[n] sums of log p(next token) over the targets ``mask`` [n, pos - 1] marks in
+    ``tokens`` [n, pos]. Only those positions are unembedded (``logits_at``): the
+    prompt's and the padding's logits, most of a step's work at a large vocabulary, are
+    never computed."""
+    keep = mask.bool().to(tokens.device)
+    logits = model(tokens[:, :-1], logits_at=keep)  # [kept, d_vocab]
+    logprobs = token_logprobs(logits, tokens[:, 1:][keep])  # [kept]
+    rows = keep.nonzero()[:, 0]
+    return logprobs.new_zeros(len(tokens)).index_add(0, rows, logprobs)
+
+
+def _both_sides(chosen: Tensor, chosen_mask: Tensor, rejected: Tensor, rejected_mask: Tensor
+                ) -> tuple[Tensor, Tensor]:
+    """Chosen and rejected rows [n, pos] padded to one width and stacked [2n, pos], with
+    their masks [2n, pos - 1], so one forward serves both."""
+    width = max(chosen.shape[1], rejected.shape[1])
+
+    def wide(t: Tensor, w: int) -> Tensor:
+        return F.pad(t, (0, w - t.shape[1]))
+
+    return (torch.cat([wide(chosen, width), wide(rejected, width)]),
+            torch.cat([wide(chosen_mask, width - 1), wide(rejected_mask, width - 1)]))
+
+
 @torch.no_grad()
 def _sums(model: nn.Module, tokens: Tensor, mask: Tensor, size: int = 64) -> Tensor:
-    out = []
-    for i in range(0, len(tokens), size):
-        lp, _ = sequence_token_logprobs(model, tokens[i:i + size].to(model.device))
-        out.append(sequence_logprobs(lp, mask[i:i + size].to(lp.device)).cpu())
-    return torch.cat(out)
+    return torch.cat([completion_logprobs(model, tokens[i:i + size].to(model.device),
+                                          mask[i:i + size]).cpu()
+                      for i in range(0, len(tokens), size)])
 
 
 ROUNDS_DIR = "dpo_rounds"
@@ -187,12 +210,11 @@ class DPOData:
         cross-entropy (RPO, Pang et al. 2024: it keeps DPO from lowering the likelihood of
         both completions, which here garbles the words)."""
         c, cm, r, rm, ref_c, ref_r = micro
-        lc = sequence_token_logprobs(net, c)[0]
-        pc = sequence_logprobs(lc, cm)
-        pr = sequence_logprobs(sequence_token_logprobs(net, r)[0], rm)
+        sums = completion_logprobs(net, *_both_sides(c, cm, r, rm))  # [2n]
+        pc, pr = sums[:len(c)], sums[len(c):]
         loss, chosen, rejected = dpo_loss(pc, pr, ref_c, ref_r, self.beta, self.kind)
-        if self.sft_weight:
-            loss = loss + self.sft_weight * -(lc * cm).sum() / cm.sum().clamp(min=1)
+        if self.sft_weight:  # the chosen tokens' mean log-prob is their sum over the count
+            loss = loss + self.sft_weight * -pc.sum() / cm.sum().clamp(min=1)
         return loss, chosen, rejected
 
     def loss_sum(self, net: nn.Module, micro: tuple[Tensor, ...], autocast: Any) -> Tensor:

@@ -256,6 +256,7 @@ class Transformer(HookedModule):
         past: KVCache | None = None,
         context: Tensor | None = None,
         context_mask: Tensor | None = None,
+        logits_at: Tensor | None = None,
     ) -> Any:
         """Run the model.
 
@@ -273,6 +274,9 @@ class Transformer(HookedModule):
         context: the encoder output [batch, src_pos, d_model] that a ``cross_attention``
         model's blocks attend to (required there, refused elsewhere); context_mask [batch,
         src_pos]: 1 for real source tokens, 0 for padding (cross-attention never reads it).
+        logits_at: a bool mask [batch, pos]; with return_type "logits", only those positions
+        are unembedded, as [n_true, d_vocab] in row-major order (a loss that reads some
+        positions, e.g. DPO's completions, skips the largest matmul for the rest).
         """
         if return_type not in RETURN_TYPES:
             raise ValueError(f"return_type must be one of {RETURN_TYPES}, got {return_type!r}")
@@ -303,6 +307,8 @@ class Transformer(HookedModule):
                              positions, past, cross)
             if stop_at_layer is not None:
                 return x
+            if logits_at is not None:
+                x = x[self._logits_at(logits_at, x, return_type)]  # [n_true, d_model]
             x = self.final_norm(x)
             if return_type is None:  # ln_final's hooks have run, as in TransformerLens
                 return None
@@ -312,6 +318,18 @@ class Transformer(HookedModule):
         keep = keys[:, offset:] if keys is not None else None
         loss = self.loss(logits, tokens, keep, per_token=loss_per_token)
         return loss if return_type == "loss" else (logits, loss)
+
+    @staticmethod
+    def _logits_at(keep: Any, x: Tensor, return_type: str | None) -> Tensor:
+        """``logits_at`` checked against the residual stream x [batch, pos, d_model]."""
+        if return_type != "logits":
+            raise ValueError(f"logits_at needs return_type='logits', got {return_type!r}")
+        if not isinstance(keep, Tensor) or keep.dtype != torch.bool or \
+                tuple(keep.shape) != tuple(x.shape[:2]):
+            got = tuple(keep.shape) if isinstance(keep, Tensor) else type(keep).__name__
+            raise ValueError(f"logits_at must be a bool mask [batch, pos] = "
+                             f"{list(x.shape[:2])}, got {got}; pass mask.bool()")
+        return keep.to(x.device)
 
     def _blocks(self, x: Tensor, start: int, stop: int, mask: Any, positions: Tensor,
                 past: KVCache | None, cross: tuple[Tensor, Any] | None = None) -> Tensor:
