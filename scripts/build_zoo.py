@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 import gptscope as gs
+from gptscope.train.config import TrainConfig
 from gptscope.utils.atomic import write_text
 
 ZOO = Path(__file__).resolve().parents[1] / "src" / "gptscope" / "zoo" / "models"
@@ -33,6 +34,7 @@ FILES = ("config.json", "model.safetensors", "tokenizer.json", "train_config.jso
 SAE_FILES = ("sae_config.json", "sae.safetensors")
 SAE_HOOK = "blocks.2.hook_resid_pre"
 GROKKING_EARLY_STEP = 500  # memorised, not yet generalised: the checkpoint shipped beside
+EARLY = f"checkpoints/step_{GROKKING_EARLY_STEP:06d}"
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Recipe:
     shows: str
     kind: str = "model"
     options: tuple[str, ...] = ()  # more of the command line, e.g. checkpoints to keep
+    also: tuple[str, ...] = ()  # files of the run shipped beside the weights
 
 
 RECIPES: dict[str, Recipe] = {
@@ -59,7 +62,9 @@ RECIPES: dict[str, Recipe] = {
                              "that memorised its training pairs, then generalised (grokked); "
                              f"its step-{GROKKING_EARLY_STEP} checkpoint, memorised only, and "
                              "the run's metrics ship beside it",
-                             options=("--keep-last", "3")),
+                             options=("--keep-last", "3"),
+                             also=("metrics.jsonl", *(f"{EARLY}/{f}" for f in (
+                                 "config.json", "model.safetensors", "state.json")))),
     "stories-sae": Recipe("stories", 1337, ["12"], f"a top-k SAE (k 16, 1024 features) on "
                           f"the stories model's {SAE_HOOK}", kind="sae"),
 }
@@ -108,8 +113,8 @@ def measure_grokking(name: str) -> dict[str, float]:
     """Exact match on the train and test pairs of the final and the early checkpoint."""
     from gptscope.data.tasks import make_task
 
-    spec = json.loads((ZOO / name / "train_config.json").read_text())["data"]
-    task = make_task(spec["task"], **spec["task_kwargs"])
+    spec = TrainConfig.from_json(ZOO / name / "train_config.json").data
+    task = make_task(spec.task, **spec.task_kwargs)
     out = {}
     for when, folder in (("final", ZOO / name), (f"step_{GROKKING_EARLY_STEP}",
                          grokking_early_checkpoint(name))):
@@ -123,13 +128,14 @@ def measure_grokking(name: str) -> dict[str, float]:
 
 def grokking_early_checkpoint(name: str = "modadd-grokked") -> Path:
     """The shipped step-500 checkpoint of the grokking run (memorised, not generalised)."""
-    return ZOO / name / "checkpoints" / f"step_{GROKKING_EARLY_STEP:06d}"
+    return ZOO / name / EARLY
 
 
 def measure_sae(name: str) -> dict[str, float]:
     """Reconstruction of held-out stories activations: fraction of variance explained, L0."""
     from gptscope.data.stories import stories_text
     from gptscope.sae.base import load_sae
+    from gptscope.sae.metrics import explained_variance
 
     model, sae = gs.load(ZOO / RECIPES[name].preset), load_sae(ZOO / name)
     ids = torch.tensor(model.tokenizer.encode(stories_text(60, seed=12345)))
@@ -139,8 +145,7 @@ def measure_sae(name: str) -> dict[str, float]:
     with torch.no_grad():
         recon = sae(acts)
         feats = sae.encode(acts)
-    explained = 1 - (acts - recon).pow(2).sum() / (acts - acts.mean(0)).pow(2).sum()
-    return {"variance_explained": round(float(explained), 4),
+    return {"variance_explained": round(explained_variance(acts, recon), 4),
             "l0": round(float((feats > 0).float().sum(-1).mean()), 4)}
 
 
@@ -158,17 +163,11 @@ def _ship(name: str, run: Path) -> None:
     """Copy what ``name`` ships from ``run``, the folder its command wrote."""
     recipe, out = RECIPES[name], ZOO / name
     if recipe.kind == "model":
-        made_with = json.loads((run / "train_config.json").read_text())
-        if made_with["seed"] != recipe.seed:
-            raise ValueError(f"{run} was trained with seed {made_with['seed']}, the recipe "
-                             f"says {recipe.seed}")
-    files = list(SAE_FILES if recipe.kind == "sae" else FILES)
-    if name == "modadd-grokked":  # the curve, and the checkpoint before generalising
-        early = Path("checkpoints") / f"step_{GROKKING_EARLY_STEP:06d}"
-        files += ["metrics.jsonl"] + [str(early / f) for f in ("config.json",
-                                                                "model.safetensors",
-                                                                "state.json")]
-    for file in files:
+        seed = TrainConfig.from_json(run / "train_config.json").seed
+        if seed != recipe.seed:
+            raise ValueError(f"{run} was trained with seed {seed}, the recipe says "
+                             f"{recipe.seed}")
+    for file in (*(SAE_FILES if recipe.kind == "sae" else FILES), *recipe.also):
         if (run / file).exists():
             (out / file).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(run / file, out / file)

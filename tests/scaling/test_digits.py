@@ -9,6 +9,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from gptscope.cli import main
+from gptscope.data.images import digits_split
 from gptscope.scaling import digits as dg
 from gptscope.scaling.analysis import analyse
 from gptscope.scaling.grid import Point
@@ -52,18 +53,9 @@ def test_a_point_is_deterministic_given_its_seed():
     assert first["val_loss"] == again["val_loss"]  # bitwise
     other = dg.train_point(spec, Point(6, dg.DEPTH, 1 / 8, 1))
     assert other["val_loss"] != first["val_loss"]
-    n_train = len(dg.split()[1])
+    n_train = len(digits_split()[1])
     assert first["images"] == round(n_train / 8) and first["images_seen"] == first["images"]
     assert first["flops"] == dg.flops_per_image(6) * first["images_seen"]
-
-
-def test_the_split_is_fixed_and_disjoint():
-    x_tr, y_tr, x_val, y_val, source = dg.split()
-    assert x_tr.shape[1:] == (1, 8, 8) and len(x_val) == round(0.2 * (len(x_tr) + len(x_val)))
-    # no held-out image is a training image
-    train = {tuple(row.tolist()) for row in x_tr.flatten(1)}
-    assert not any(tuple(row.tolist()) in train for row in x_val.flatten(1))
-    assert source in ("scikit-learn digits", "gptscope glyphs (scikit-learn not installed)")
 
 
 def test_the_course_reads_the_same_images():
@@ -126,7 +118,7 @@ def test_a_tiny_grid_through_the_command(tmp_path, capsys):
     summary = json.loads(printed[:printed.rindex("}") + 1])
     assert summary["shapes"] == 4 and 0 <= summary["frontier"]["r2"] <= 1
     rows = dg.results(out)
-    assert len(rows) == 8 and {r["data"] for r in rows} == {dg.split()[4]}
+    assert len(rows) == 8 and {r["data"] for r in rows} == {digits_split()[4]}
     for r in rows:
         assert {"n_params", "images_seen", "flops", "val_loss", "seed", "width",
                 "fraction"} <= set(r)

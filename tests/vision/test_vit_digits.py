@@ -11,24 +11,15 @@ import gptscope as gs
 from gptscope.cli import main
 from gptscope.vision import (
     DigitImages,
-    digit_split,
+    digits_split,
     train_vit_digits,
     vit_digits_config,
     vit_digits_train_config,
 )
 
 
-def test_digit_split_is_fixed_and_disjoint():
-    x_tr, y_tr, x_te, y_te, _ = digit_split()
-    assert x_tr.shape[1:] == (1, 8, 8) and len(x_te) == round(0.2 * (len(x_tr) + len(x_te)))
-    again = digit_split()
-    assert torch.equal(again[2], x_te) and torch.equal(again[3], y_te)
-    assert 0 <= float(x_tr.min()) and float(x_tr.max()) <= 1
-    assert set(y_te.tolist()) <= set(range(10))
-
-
 def test_data_object_loss_is_class_token_cross_entropy():
-    x_tr, y_tr, x_te, y_te, _ = digit_split()
+    x_tr, y_tr, x_te, y_te, _ = digits_split()
     data = DigitImages(x_tr, y_tr, x_te, y_te, patch_size=4)
     assert data.seq_len == 5 and data.vocab_size == 10
     model = gs.Transformer(vit_digits_config(d_model=16, n_layers=1, patch_size=4, seed=0))
@@ -51,7 +42,7 @@ def test_vit_learns_digits(tmp_path):
     # measured over 30 runs: 0.822 to 0.939
     check("vision.vit_digits.val_accuracy", result.last_eval["val_accuracy"], ">=", 0.7)
     back = gs.load(tmp_path / "vit")
-    x_te, y_te = digit_split()[2:4]
+    x_te, y_te = digits_split()[2:4]
     accuracy = (back.classify(x_te).argmax(-1) == y_te).float().mean()
     torch.testing.assert_close(float(accuracy), result.last_eval["val_accuracy"])
 
@@ -74,7 +65,7 @@ def test_interpretability_tools_read_a_vit_by_hook_name():
     from gptscope.interp.lens import logit_lens
 
     model = gs.Transformer(vit_digits_config(d_model=16, n_layers=2, patch_size=4, seed=0))
-    x_te, y_te = digit_split()[2:4]
+    x_te, y_te = digits_split()[2:4]
     x, y = x_te[:6], y_te[:6]
     _, cache = model.run_with_cache(x)
     lens = logit_lens(model, cache, target=y[:, None].expand(-1, 5))

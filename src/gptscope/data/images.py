@@ -10,6 +10,8 @@ them.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -69,3 +71,19 @@ def digits() -> tuple[Tensor, Tensor, str]:
     d = load_digits()
     return (torch.tensor(d.data, dtype=torch.float32) / 16.0, torch.tensor(d.target),
             SKLEARN_DIGITS)
+
+
+DIGITS_HELD_OUT = 0.2  # the share of the digits kept out of training
+DIGITS_SPLIT_SEED = 0  # which digits are held out: the same for every run and every lab
+
+
+@functools.cache
+def digits_split() -> tuple[Tensor, Tensor, Tensor, Tensor, str]:
+    """(x_train [n, 1, 8, 8], y_train [n], x_test [m, 1, 8, 8], y_test [m], source): the
+    bundled digits (``digits``) shuffled once with a fixed seed, the last 20% held out. The
+    scaling lab's CNNs and the ViT read the same split (cached: treat it as read-only)."""
+    x, y, source = digits()
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(DIGITS_SPLIT_SEED))
+    x, y = x[order].reshape(-1, 1, 8, 8), y[order]
+    n_test = round(DIGITS_HELD_OUT * len(y))
+    return x[:-n_test], y[:-n_test], x[-n_test:], y[-n_test:], source

@@ -168,11 +168,12 @@ def _pick(
 
 def _cross_args(model: Transformer, context: Any, context_mask: Any, batch: int
                 ) -> dict[str, Any]:
-    """Check the context up front (once, not at every step) and return the forward kwargs."""
+    """Check the context up front and return the forward kwargs: the checked context and
+    its PaddingMask, which every step's forward then takes as they are."""
     checked = cross_inputs(model.cfg, context, context_mask, batch, model.device, model.dtype)
     if checked is None:
         return {}
-    return {"context": checked[0], "context_mask": context_mask}
+    return {"context": checked[0], "context_mask": checked[1]}
 
 
 def _prepare(model: Transformer, tokens: Any) -> tuple[Tensor, bool]:

@@ -177,8 +177,9 @@ def cross_inputs(cfg: ModelConfig, context: Any, context_mask: Any, batch: int, 
     """Check what a decoder's cross-attention reads; return (context, its mask) or None.
 
     context: the encoder output [batch, src_pos, d_model]; context_mask: [batch, src_pos],
-    1 (or True) for real source tokens and 0 for padding. Only models built with
-    ``cross_attention=True`` take a context, and they need one.
+    1 (or True) for real source tokens and 0 for padding, or the PaddingMask an earlier
+    call returned (taken as it is: generation checks the mask once, not at every step).
+    Only models built with ``cross_attention=True`` take a context, and they need one.
     """
     if not cfg.cross_attention:
         if context is not None or context_mask is not None:
@@ -199,8 +200,8 @@ def cross_inputs(cfg: ModelConfig, context: Any, context_mask: Any, batch: int, 
         raise ValueError(f"context must be float vectors, got dtype {context.dtype}; pass the "
                          "encoder output, not token ids")
     context = context.to(device=device, dtype=dtype)
-    if context_mask is None:
-        return context, None
+    if context_mask is None or isinstance(context_mask, PaddingMask):
+        return context, context_mask
     return context, _source_mask(context_mask, context.shape[:2], device)
 
 

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gptscope.data.images import digits
+from gptscope.data.images import digits_split
 from gptscope.io.run_lock import WriterLock
 from gptscope.scaling.grid import Point
 from gptscope.utils.atomic import write_text
@@ -43,8 +43,6 @@ DIGITS_VERSION = 1
 SETTINGS_FILE = "digits.json"
 DEPTH = 2  # convolutions per model: the grid varies the width only
 N_CLASSES = 10
-HELD_OUT = 0.2  # the share of the images kept out of training, for the validation loss
-SPLIT_SEED = 0  # fixes which images are held out, the same for every point and seed
 AXES = ("widths", "fractions", "seeds")
 
 
@@ -125,23 +123,13 @@ def parse_axis(name: str, texts: list[str]) -> list:
 # -- data -------------------------------------------------------------------------------
 
 
-@functools.cache
-def split() -> tuple[Tensor, Tensor, Tensor, Tensor, str]:
-    """(x_train [n, 1, 8, 8], y_train [n], x_val [m, 1, 8, 8], y_val [m], source): the
-    bundled digits shuffled once with a fixed seed, the last 20% held out."""
-    x, y, source = digits()
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(SPLIT_SEED))
-    x, y = x[order].reshape(-1, 1, 8, 8), y[order]
-    n_val = round(HELD_OUT * len(y))
-    return x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:], source
-
-
 def train_images(fraction: float) -> int:
     """How many training images a point of ``fraction`` trains on (the first ones)."""
-    n = round(fraction * len(split()[1]))
+    total = len(digits_split()[1])
+    n = round(fraction * total)
     if n < 1:
-        raise ValueError(f"--fractions {fraction:g} leaves no training image of "
-                         f"{len(split()[1])}; use a fraction >= {1 / len(split()[1]):.2g}")
+        raise ValueError(f"--fractions {fraction:g} leaves no training image of {total}; "
+                         f"use a fraction >= {1 / total:.2g}")
     return n
 
 
@@ -250,7 +238,7 @@ def train_point(spec: DigitsSpec, point: Point) -> dict[str, Any]:
     each epoch (batches of ``spec.batch_size``, the last one of an epoch smaller).
     """
     start = time.perf_counter()
-    x_tr, y_tr, x_val, y_val, source = split()
+    x_tr, y_tr, x_val, y_val, source = digits_split()
     n = train_images(point.fraction)
     g = torch.Generator().manual_seed(point.seed)
     model = DigitsCNN(point.width, spec.init_scale, generator=g)
@@ -294,7 +282,7 @@ def open_folder(folder: str | Path, spec: DigitsSpec) -> Path:
     """Start ``folder`` for ``spec``, or reopen it when its points share ``spec``'s settings
     (the grid's axes may differ: a rerun can add widths, fractions or seeds)."""
     folder = Path(folder)
-    want = {"kind": "gptscope-digits", "version": DIGITS_VERSION, "data": split()[4],
+    want = {"kind": "gptscope-digits", "version": DIGITS_VERSION, "data": digits_split()[4],
             "settings": spec.settings()}
     file = folder / SETTINGS_FILE
     if file.is_file():

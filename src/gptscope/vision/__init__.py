@@ -7,11 +7,11 @@ the trainer a data object that knows images and labels (`DigitImages`).
 
 from gptscope.vision.digits import (
     DigitImages,
-    digit_split,
+    digits_split,
     train_vit_digits,
     vit_digits_config,
     vit_digits_train_config,
 )
 
-__all__ = ["DigitImages", "digit_split", "train_vit_digits", "vit_digits_config",
+__all__ = ["DigitImages", "digits_split", "train_vit_digits", "vit_digits_config",
            "vit_digits_train_config"]

@@ -17,23 +17,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gptscope.config import ModelConfig
-from gptscope.data.images import digits
+from gptscope.data.images import digits_split
 from gptscope.train.config import TrainConfig
 from gptscope.train.trainer import Trainer, TrainResult
 
 N_CLASSES = 10
-HELD_OUT = 0.2  # the share of the images kept out of training
-SPLIT_SEED = 0  # which images are held out: the same for every run
-
-
-def digit_split() -> tuple[Tensor, Tensor, Tensor, Tensor, str]:
-    """(x_train [n, 1, 8, 8], y_train [n], x_test [m, 1, 8, 8], y_test [m], source): the
-    bundled digits (`gptscope.data.images.digits`) shuffled once, the last 20% held out."""
-    x, y, source = digits()
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(SPLIT_SEED))
-    x, y = x[order].reshape(-1, 1, 8, 8), y[order]
-    n_test = round(HELD_OUT * len(y))
-    return x[:-n_test], y[:-n_test], x[-n_test:], y[-n_test:], source
 
 
 class DigitImages:
@@ -112,12 +100,12 @@ def train_vit_digits(out_dir: str | Path, model_cfg: ModelConfig | None = None,
     """Train a ViT on the bundled digits into the run folder ``out_dir``.
 
     Returns the trainer's result; ``result.evaluation`` holds ``val_accuracy`` on the 20%
-    held out (`digit_split`). ``gs.load(out_dir)`` opens the trained model.
+    held out (`digits_split`). ``gs.load(out_dir)`` opens the trained model.
     """
     model_cfg = model_cfg or vit_digits_config()
     if not model_cfg.is_vision:
         raise ValueError("train_vit_digits needs a vision config (see vit_digits_config)")
-    x_train, y_train, x_test, y_test, _ = digit_split()
+    x_train, y_train, x_test, y_test, _ = digits_split()
     data = DigitImages(x_train, y_train, x_test, y_test, model_cfg.patch_size)
     trainer = Trainer(model_cfg, train_cfg or vit_digits_train_config(), out_dir,
                       resume=resume, overwrite=overwrite, data=data)

@@ -112,7 +112,7 @@ def explore_vit_digits(steps: int = 300, seed: int = 0) -> Any:
 
     from gptscope.model.transformer import Transformer
     from gptscope.vision import (
-        digit_split,
+        digits_split,
         train_vit_digits,
         vit_digits_config,
         vit_digits_train_config,
@@ -121,7 +121,7 @@ def explore_vit_digits(steps: int = 300, seed: int = 0) -> Any:
     from gptscope.viz.vision import vision_report
 
     cfg = vit_digits_config(d_model=32, n_layers=1, n_heads=2, patch_size=2)
-    x_test, y_test = digit_split()[2:4]
+    x_test, y_test = digits_split()[2:4]
     grid = (4, 4)
     untrained = {k: v.detach() for k, v in Transformer(cfg).state_dict().items()}
     # Your functions run once before training, so an unfinished one stops this at once.

@@ -100,16 +100,15 @@ def explore_grokking(seed: int = 0) -> dict[str, float]:
     frequencies. Returns the test accuracies, their intervals, the p-value and both
     concentrations.
     """
-    import json
-
     import gptscope as gs
     from gptscope.data.tasks import make_task
+    from gptscope.train.config import TrainConfig
+    from gptscope.train.runs import read_metrics
 
     folder = gs.zoo.path("modadd-grokked")
-    spec = json.loads((folder / "train_config.json").read_text())["data"]
-    task = make_task(spec["task"], **spec["task_kwargs"])
-    for line in (folder / "metrics.jsonl").read_text().splitlines():
-        row = json.loads(line)
+    spec = TrainConfig.from_json(folder / "train_config.json").data
+    task = make_task(spec.task, **spec.task_kwargs)
+    for row in read_metrics(folder):
         if "val_exact_match" in row and row["step"] % 250 == 0:
             print(f"step {row['step']:5d}: train {row['train_exact_match']:.2f}, "
                   f"test {row['val_exact_match']:.2f}")
