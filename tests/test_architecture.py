@@ -21,8 +21,9 @@ LAYERS = {
     "interp": 5, "steering": 5, "sae": 5, "scaling": 5, "vision": 5,
     "seq2seq": 5,
     "viz": 6, "report": 6, "align": 6,
-    "course": 7,
-    "cli": 8, "__main__": 8, "__init__": 8,
+    "evals": 7,
+    "course": 8,
+    "cli": 9, "__main__": 9, "__init__": 9,
 }
 
 

@@ -103,6 +103,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("run", help="run folder written by gptscope train")
     e.add_argument("--eval-steps", type=int, help="batches to score (default: the run's)")
     e.add_argument("--device", default="cpu")
+    e.add_argument("--task", help="an evaluation task instead: a built-in name "
+                   "(stories-agreement, stories-agreement-shifted, stories-sentiment) or a "
+                   "JSONL file of samples (see docs/evals.md)")
+    e.add_argument("--n", type=int, default=200, help="samples of a built-in task")
+    e.add_argument("--out", help="folder for the task's log (samples.jsonl, summary.json, "
+                   "index.html)")
+    e.add_argument("--batch-size", type=int, default=16, help="changes speed, not scores")
+    e.add_argument("--seed", type=int, default=0, help="sampling and bootstrap seed")
     e.set_defaults(func=run_eval)
 
 
@@ -262,9 +270,24 @@ def run_sample(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    if args.task is not None:
+        return _run_task(args)
     from gptscope.train.evaluate import evaluate_run
 
     scores = evaluate_run(args.run, eval_steps=args.eval_steps, device=args.device)
     print(f"gptscope eval: using {scores['weights']}", file=sys.stderr)
     print(json.dumps(scores, indent=2))
+    return 0
+
+
+def _run_task(args: argparse.Namespace) -> int:
+    from gptscope.evals.files import task_from_name_or_file
+    from gptscope.evals.task import run_eval as run_task
+    from gptscope.train.runs import open_run
+
+    model, weights = open_run(args.run, device=args.device)
+    print(f"gptscope eval: using {weights.describe()}", file=sys.stderr)
+    result = run_task(model, task_from_name_or_file(args.task, args.n), out=args.out,
+                      batch_size=args.batch_size, seed=args.seed)
+    print(json.dumps(result.summary, indent=2))
     return 0

@@ -1,0 +1,96 @@
+"""Solvers: how a model answers a sample. Each is called with the model, the samples and
+the run's settings and returns one output dict per sample:
+
+- `generate`: the text the model writes after the prompt (greedy, or sampled with a seed
+  per sample, so neither the batch size nor the order of samples changes what is drawn);
+- `multiple_choice`: the log-likelihood of each choice after the prompt
+  (`gptscope.evals.loglik`), the pick by summed log-likelihood (``acc``, as lm-eval names
+  it) and per character (``acc_norm``);
+- `classify`: `multiple_choice` over a fixed set of labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from gptscope.evals.loglik import continuation_logprobs, loglik_choice
+from gptscope.evals.samples import Sample
+
+Solver = Callable[..., list[dict[str, Any]]]
+
+
+def _tokenizer(model: Any, samples: Sequence[Sample]) -> Any:
+    if getattr(model, "tokenizer", None) is None:
+        name = samples[0].named(0) if samples else "the first sample"
+        raise ValueError(f"sample {name}: this model has no tokenizer, so it cannot read a "
+                         "text sample; load a run folder with tokenizer.json")
+    return model.tokenizer
+
+
+def _encode(tokenizer: Any, text: str, sample: Sample, index: int) -> list[int]:
+    try:
+        return tokenizer.encode(text)
+    except ValueError as err:
+        raise ValueError(f"sample {sample.named(index)}: {err}") from None
+
+
+def generate(max_new_tokens: int = 64, temperature: float = 0.0, stop: str | None = None
+             ) -> Solver:
+    """Write up to ``max_new_tokens`` after each sample's input, cut at ``stop``."""
+
+    def solve(model: Any, samples: Sequence[Sample], batch_size: int, seed: int
+              ) -> list[dict[str, Any]]:
+        tokenizer = _tokenizer(model, samples)
+        stops = tokenizer.encode(stop) if stop else None
+        outputs = []
+        for index, sample in enumerate(samples):
+            prompt = _encode(tokenizer, sample.input, sample, index)
+            # One sample at a time, its own seed: batching cannot change what is drawn.
+            ids = model.generate([prompt], max_new_tokens=max_new_tokens,
+                                 temperature=temperature, seed=seed + index,
+                                 stop_tokens=stops)[0, len(prompt):].tolist()
+            text = tokenizer.decode(ids)
+            if stop and stop in text:
+                text = text[:text.index(stop) + len(stop)]
+            outputs.append({"output": text})
+        return outputs
+
+    return solve
+
+
+def multiple_choice(choices: Sequence[str] | None = None) -> Solver:
+    """Weigh each choice (the sample's, or ``choices`` for every sample) by its
+    log-likelihood after the input; output the ``acc`` pick (``output``, ``choice``), the
+    ``acc_norm`` pick and every choice's log-likelihood."""
+
+    def solve(model: Any, samples: Sequence[Sample], batch_size: int, seed: int
+              ) -> list[dict[str, Any]]:
+        tokenizer = _tokenizer(model, samples)
+        pairs, spans = [], []
+        for index, sample in enumerate(samples):
+            options = tuple(choices) if choices is not None else sample.choices
+            if not options:
+                raise ValueError(f"sample {sample.named(index)}: no 'choices' to weigh; give "
+                                 "the sample choices or the solver a fixed list")
+            context = _encode(tokenizer, sample.input, sample, index)
+            spans.append((len(pairs), options))
+            pairs += [(context, _encode(tokenizer, option, sample, index)) for option in options]
+        logprobs = continuation_logprobs(model, pairs, batch_size)
+        outputs = []
+        for start, options in spans:
+            logliks = [sum(lps) for lps in logprobs[start:start + len(options)]]
+            pick = loglik_choice(logliks)
+            norm = loglik_choice(logliks, [len(o) for o in options])
+            outputs.append({"output": options[pick], "choice": pick, "choice_norm": norm,
+                            "output_norm": options[norm], "logliks": logliks})
+        return outputs
+
+    return solve
+
+
+def classify(labels: Sequence[str]) -> Solver:
+    """The label (e.g. "happy." or "sad.") the model finds most likely after the input."""
+    if len(labels) < 2:
+        raise ValueError(f"classify needs at least two labels, got {list(labels)!r}")
+    return multiple_choice(labels)

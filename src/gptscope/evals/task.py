@@ -1,0 +1,101 @@
+"""An evaluation task, Inspect-style: samples, a solver that answers them, a scorer that
+marks each answer. `run_eval` writes what happened to a folder:
+
+- ``samples.jsonl``: one record per sample (its id, input, target, the solver's output and
+  the score), so any number in the summary can be traced to the samples behind it;
+- ``summary.json``: the mean score with a seeded bootstrap 95% interval, and the settings;
+- ``index.html``: the same as an offline page (summary on top, every sample below).
+
+Named `EvalTask`, not Task, because `gptscope.data.tasks.Task` already names the synthetic
+training tasks that built-in evaluations are made from.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gptscope.evals.samples import Sample
+from gptscope.evals.scorers import Scorer, check_score
+from gptscope.evals.solvers import Solver
+from gptscope.evals.stats import bootstrap_ci
+from gptscope.utils.atomic import write_text
+from gptscope.viz.html import escape, page
+
+
+@dataclass(frozen=True)
+class EvalTask:
+    """``samples`` to ask, the ``solver`` that answers, the ``scorer`` that marks."""
+
+    name: str
+    samples: list[Sample]
+    solver: Solver
+    scorer: Scorer
+
+    def __post_init__(self) -> None:
+        if not self.samples:
+            raise ValueError(f"task {self.name!r} has no samples: the dataset is empty")
+        bad = [i for i, s in enumerate(self.samples) if not isinstance(s, Sample)]
+        if bad:
+            raise ValueError(f"task {self.name!r}: sample #{bad[0]} is a "
+                             f"{type(self.samples[bad[0]]).__name__}, not a Sample; build "
+                             "samples with Sample(...) or read_samples(path)")
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Per-sample ``records`` and the ``summary`` (mean, ci_low, ci_high, n, settings)."""
+
+    records: list[dict[str, Any]]
+    summary: dict[str, Any]
+
+
+def run_eval(model: Any, task: EvalTask, out: str | Path | None = None, batch_size: int = 16,
+             seed: int = 0) -> EvalResult:
+    """Answer and mark every sample of ``task`` with ``model`` (in eval mode, no gradients);
+    write the log folder when ``out`` is given. The scores do not depend on batch_size."""
+    was_training = model.training
+    model.eval()
+    try:
+        outputs = task.solver(model, task.samples, batch_size, seed)
+    finally:
+        model.train(was_training)
+    records = []
+    for index, (sample, output) in enumerate(zip(task.samples, outputs, strict=True)):
+        name = sample.named(index)
+        records.append({"id": name, "input": sample.input, "target": sample.target,
+                        **output, "score": check_score(task.scorer(sample, output), name)})
+    mean, low, high = bootstrap_ci([r["score"] for r in records], seed=seed)
+    summary = {"task": task.name, "n": len(records), "mean": mean, "ci_low": low,
+               "ci_high": high, "ci": 0.95, "seed": seed}
+    result = EvalResult(records, summary)
+    if out is not None:
+        write_log(result, out)
+    return result
+
+
+def write_log(result: EvalResult, out: str | Path) -> Path:
+    """Write samples.jsonl, summary.json and index.html into ``out`` (each atomically)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "samples.jsonl", "".join(json.dumps(r) + "\n" for r in result.records))
+    write_text(out / "summary.json", json.dumps(result.summary, indent=2) + "\n")
+    write_text(out / "index.html", log_page(result))
+    return out
+
+
+def log_page(result: EvalResult) -> str:
+    """An offline page: the summary, then a row per sample (input, target, output, score)."""
+    s = result.summary
+    head = (f"<h1>{escape(s['task'])}</h1><p>mean score <b>{s['mean']:.3f}</b> "
+            f"(95% bootstrap interval {s['ci_low']:.3f} to {s['ci_high']:.3f}) over "
+            f"{s['n']} samples, seed {s['seed']}</p>")
+    rows = "".join(
+        f"<tr><td>{escape(r['id'])}</td><td>{escape(r['input'])}</td>"
+        f"<td>{escape(r['target'] or '')}</td><td>{escape(r['output'])}</td>"
+        f"<td>{r['score']:g}</td></tr>" for r in result.records)
+    table = ("<table><thead><tr><th>id</th><th>input</th><th>target</th><th>output</th>"
+             f"<th>score</th></tr></thead><tbody>{rows}</tbody></table>")
+    return page(f"eval: {s['task']}", head + table)
