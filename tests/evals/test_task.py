@@ -107,16 +107,6 @@ def test_bad_runs_name_the_sample(stories):
         run_eval(no_tokenizer, task)
 
 
-def test_builtin_agreement_and_the_shift(stories):
-    from gptscope.evals.builtin import builtin_task
-
-    plain = run_eval(stories, builtin_task("stories-agreement", 40)).summary["mean"]
-    shifted = run_eval(stories, builtin_task("stories-agreement-shifted", 40)).summary["mean"]
-    assert 0.0 <= shifted <= 1.0 and 0.0 <= plain <= 1.0
-    with pytest.raises(ValueError, match="unknown task 'nope'"):
-        builtin_task("nope")
-
-
 def test_cli_runs_a_task_file(tmp_path, capsys):
     from gptscope.cli import main
 

@@ -104,8 +104,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--eval-steps", type=int, help="batches to score (default: the run's)")
     e.add_argument("--device", default="cpu")
     e.add_argument("--task", help="an evaluation task instead: a built-in name "
-                   "(stories-agreement, stories-agreement-shifted, stories-sentiment) or a "
-                   "JSONL file of samples (see docs/evals.md)")
+                   "(stories-agreement, stories-agreement-shifted, stories-sentiment, or a "
+                   "synthetic task: copy, reverse, sort, addition, modular_addition, "
+                   "induction, brackets, zipf_lookup) or a JSONL file of samples "
+                   "(see docs/evals.md)")
     e.add_argument("--n", type=int, default=200, help="samples of a built-in task")
     e.add_argument("--out", help="folder for the task's log (samples.jsonl, summary.json, "
                    "index.html)")
@@ -284,10 +286,11 @@ def _run_task(args: argparse.Namespace) -> int:
     from gptscope.evals.files import task_from_name_or_file
     from gptscope.evals.task import run_eval as run_task
     from gptscope.train.runs import open_run
+    from gptscope.zoo import resolve
 
     model, weights = open_run(args.run, device=args.device)
     print(f"gptscope eval: using {weights.describe()}", file=sys.stderr)
-    result = run_task(model, task_from_name_or_file(args.task, args.n), out=args.out,
-                      batch_size=args.batch_size, seed=args.seed)
+    task = task_from_name_or_file(args.task, args.n, resolve(args.run))
+    result = run_task(model, task, out=args.out, batch_size=args.batch_size, seed=args.seed)
     print(json.dumps(result.summary, indent=2))
     return 0

@@ -6,13 +6,18 @@
   noun ("the big red dog"), a distribution shift the corpus never shows (its subjects have
   no adjectives), which moves the verb further from the article;
 - ``stories-sentiment``: the assistant's classify instruction ("is this happy or sad.
-  ..." -> "happy." or "sad."), in the chat template (an SFT run of `gptscope align sft`).
+  ..." -> "happy." or "sad."), in the chat template (an SFT run of `gptscope align sft`);
+- every synthetic task of `gptscope.data.tasks` by its name (`synthetic_task`): test-split
+  examples cut before their answer, answered by greedy generation, scored by exact match
+  of the answer's token ids (so a model without a tokenizer can be evaluated).
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
+
+import torch
 
 from gptscope.data.chat import prompt_text
 from gptscope.data.instructions import generate_instructions
@@ -25,9 +30,10 @@ from gptscope.data.stories import (
     PLACES,
     POSITIVE_VERBS,
 )
+from gptscope.data.tasks import TASKS, Task, make_task
 from gptscope.evals.samples import Sample
-from gptscope.evals.scorers import choice_match
-from gptscope.evals.solvers import classify, multiple_choice
+from gptscope.evals.scorers import choice_match, exact_match
+from gptscope.evals.solvers import classify, generate, multiple_choice
 from gptscope.evals.task import EvalTask
 
 SEED = 4242  # the built-in samples are the same everywhere
@@ -67,11 +73,43 @@ BUILTIN: dict[str, Callable[[int], EvalTask]] = {
 }
 
 
-def builtin_task(name: str, n: int = 200) -> EvalTask:
-    """A built-in task by name with ``n`` samples (see the module docstring)."""
-    if name not in BUILTIN:
-        raise ValueError(f"unknown task {name!r}; built-in tasks: {', '.join(BUILTIN)}, or "
-                         "pass a JSONL file of samples")
+def _runs(positions: list[int]) -> list[tuple[int, int]]:
+    """Sorted positions -> (start, stop) of each run of consecutive ones."""
+    runs: list[tuple[int, int]] = []
+    for p in positions:
+        if runs and runs[-1][1] == p:
+            runs[-1] = (runs[-1][0], p + 1)
+        else:
+            runs.append((p, p + 1))
+    return runs
+
+
+def synthetic_task(task: Task, n: int = 200, split: str = "test", seed: int = SEED
+                   ) -> EvalTask:
+    """``n`` examples of a synthetic task as samples of token ids: each run of scored
+    tokens (the task's loss mask, which also finds answers placed at random, as induction
+    with ``min_len`` places them) is the target of one sample whose input is everything
+    before it. Greedy generation, exact match. Most tasks have one answer per example;
+    zipf_lookup has one per fact, each asked after the true earlier facts."""
+    tokens, mask = task.batch(n, split, torch.Generator().manual_seed(seed))
+    samples = []
+    for i, (row, scored) in enumerate(zip(tokens, mask, strict=True)):
+        targets = (scored.nonzero()[:, 0] + 1).tolist()  # mask[t] scores token t + 1
+        for k, (start, stop) in enumerate(_runs(targets)):
+            samples.append(Sample(tuple(row[:start].tolist()), tuple(row[start:stop].tolist()),
+                                  id=f"{task.name}-{i}" + (f".{k}" if k else ""),
+                                  metadata={"text": task.describe(row)}))
+    return EvalTask(task.name, samples, generate(temperature=0.0), exact_match())
+
+
+def builtin_task(name: str, n: int = 200, task_kwargs: dict | None = None) -> EvalTask:
+    """A built-in task by name with ``n`` samples (see the module docstring); a synthetic
+    task is made with ``task_kwargs`` (those of the run it evaluates)."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    if name in TASKS:
+        return synthetic_task(make_task(name, **(task_kwargs or {})), n)
+    if name not in BUILTIN:
+        raise ValueError(f"unknown task {name!r}; built-in tasks: "
+                         f"{', '.join([*BUILTIN, *TASKS])}, or pass a JSONL file of samples")
     return BUILTIN[name](n)

@@ -14,10 +14,12 @@ FIELDS = ("input", "target", "choices", "id", "metadata")
 class Sample:
     """One question. ``input`` the prompt text; ``target`` the right answer (text, or for a
     multiple-choice sample the right choice's text); ``choices`` the answers a choice solver
-    weighs; ``id`` names it in logs and errors (its index when not given)."""
+    weighs; ``id`` names it in logs and errors (its index when not given). A model without
+    a tokenizer (a synthetic task's) reads samples whose input and target are tuples of
+    token ids."""
 
-    input: str
-    target: str | None = None
+    input: str | tuple[int, ...]
+    target: str | tuple[int, ...] | None = None
     choices: tuple[str, ...] = ()
     id: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)

@@ -25,7 +25,7 @@ def check_score(value: Any, name: str) -> float:
     return float(value)
 
 
-def _target(sample: Sample) -> str:
+def _target(sample: Sample) -> str | tuple[int, ...]:
     if sample.target is None:
         raise ValueError(f"sample {sample.id or sample.input[:30]!r}: this scorer needs a "
                          "'target'")
@@ -33,10 +33,14 @@ def _target(sample: Sample) -> str:
 
 
 def exact_match(strip: str = " .\n") -> Scorer:
-    """1.0 when the output equals the target, ignoring ``strip`` characters at the ends."""
+    """1.0 when the output equals the target, ignoring ``strip`` characters at the ends of
+    text (token ids must match exactly)."""
 
     def score(sample: Sample, output: dict[str, Any]) -> float:
-        return float(output["output"].strip(strip) == _target(sample).strip(strip))
+        target = _target(sample)
+        if isinstance(target, tuple):
+            return float(list(output["output"]) == list(target))
+        return float(output["output"].strip(strip) == target.strip(strip))
 
     return score
 

@@ -20,15 +20,19 @@ from gptscope.evals.samples import Sample
 Solver = Callable[..., list[dict[str, Any]]]
 
 
-def _tokenizer(model: Any, samples: Sequence[Sample]) -> Any:
+def _tokenizer(model: Any, sample: Sample, index: int) -> Any:
     if getattr(model, "tokenizer", None) is None:
-        name = samples[0].named(0) if samples else "the first sample"
-        raise ValueError(f"sample {name}: this model has no tokenizer, so it cannot read a "
-                         "text sample; load a run folder with tokenizer.json")
+        raise ValueError(f"sample {sample.named(index)}: this model has no tokenizer, so it "
+                         "cannot read a text sample; load a run folder with tokenizer.json, "
+                         "or give the sample token ids")
     return model.tokenizer
 
 
-def _encode(tokenizer: Any, text: str, sample: Sample, index: int) -> list[int]:
+def _encode(model: Any, text: str | tuple[int, ...], sample: Sample, index: int) -> list[int]:
+    """Token ids of a sample's text (or the ids it already holds)."""
+    if isinstance(text, tuple):
+        return list(text)
+    tokenizer = _tokenizer(model, sample, index)
     try:
         return tokenizer.encode(text)
     except ValueError as err:
@@ -37,20 +41,25 @@ def _encode(tokenizer: Any, text: str, sample: Sample, index: int) -> list[int]:
 
 def generate(max_new_tokens: int = 64, temperature: float = 0.0, stop: str | None = None
              ) -> Solver:
-    """Write up to ``max_new_tokens`` after each sample's input, cut at ``stop``."""
+    """Write up to ``max_new_tokens`` after each sample's input, cut at ``stop`` (text
+    samples). A sample of token ids gets token ids back, ``max_new_tokens`` of them or as
+    many as its target has."""
 
     def solve(model: Any, samples: Sequence[Sample], batch_size: int, seed: int
               ) -> list[dict[str, Any]]:
-        tokenizer = _tokenizer(model, samples)
-        stops = tokenizer.encode(stop) if stop else None
         outputs = []
         for index, sample in enumerate(samples):
-            prompt = _encode(tokenizer, sample.input, sample, index)
+            prompt = _encode(model, sample.input, sample, index)
+            as_ids = isinstance(sample.input, tuple)
+            budget = len(sample.target) if as_ids and sample.target else max_new_tokens
+            stops = (_encode(model, stop, sample, index) if stop and not as_ids else None)
             # One sample at a time, its own seed: batching cannot change what is drawn.
-            ids = model.generate([prompt], max_new_tokens=max_new_tokens,
-                                 temperature=temperature, seed=seed + index,
-                                 stop_tokens=stops)[0, len(prompt):].tolist()
-            text = tokenizer.decode(ids)
+            ids = model.generate([prompt], max_new_tokens=budget, temperature=temperature,
+                                 seed=seed + index, stop_tokens=stops)[0, len(prompt):].tolist()
+            if as_ids:
+                outputs.append({"output": ids})
+                continue
+            text = model.tokenizer.decode(ids)
             if stop and stop in text:
                 text = text[:text.index(stop) + len(stop)]
             outputs.append({"output": text})
@@ -66,16 +75,15 @@ def multiple_choice(choices: Sequence[str] | None = None) -> Solver:
 
     def solve(model: Any, samples: Sequence[Sample], batch_size: int, seed: int
               ) -> list[dict[str, Any]]:
-        tokenizer = _tokenizer(model, samples)
         pairs, spans = [], []
         for index, sample in enumerate(samples):
             options = tuple(choices) if choices is not None else sample.choices
             if not options:
                 raise ValueError(f"sample {sample.named(index)}: no 'choices' to weigh; give "
                                  "the sample choices or the solver a fixed list")
-            context = _encode(tokenizer, sample.input, sample, index)
+            context = _encode(model, sample.input, sample, index)
             spans.append((len(pairs), options))
-            pairs += [(context, _encode(tokenizer, option, sample, index)) for option in options]
+            pairs += [(context, _encode(model, option, sample, index)) for option in options]
         logprobs = continuation_logprobs(model, pairs, batch_size)
         outputs = []
         for start, options in spans:

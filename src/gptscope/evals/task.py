@@ -65,8 +65,9 @@ def run_eval(model: Any, task: EvalTask, out: str | Path | None = None, batch_si
     records = []
     for index, (sample, output) in enumerate(zip(task.samples, outputs, strict=True)):
         name = sample.named(index)
-        records.append({"id": name, "input": sample.input, "target": sample.target,
-                        **output, "score": check_score(task.scorer(sample, output), name)})
+        records.append({"id": name, "input": _plain(sample.input),
+                        "target": _plain(sample.target), **output,
+                        "score": check_score(task.scorer(sample, output), name)})
     mean, low, high = bootstrap_ci([r["score"] for r in records], seed=seed)
     summary = {"task": task.name, "n": len(records), "mean": mean, "ci_low": low,
                "ci_high": high, "ci": 0.95, "seed": seed}
@@ -74,6 +75,11 @@ def run_eval(model: Any, task: EvalTask, out: str | Path | None = None, batch_si
     if out is not None:
         write_log(result, out)
     return result
+
+
+def _plain(value: Any) -> Any:
+    """Token-id tuples as lists, as the JSON log holds them."""
+    return list(value) if isinstance(value, tuple) else value
 
 
 def write_log(result: EvalResult, out: str | Path) -> Path:
