@@ -116,3 +116,21 @@ def test_cli_runs_a_task_file(tmp_path, capsys):
                  "--out", str(tmp_path / "log")]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 1
     assert (tmp_path / "log" / "index.html").exists()
+
+
+def test_multiple_choice_summary_reports_calibration(stories):
+    import torch
+
+    from gptscope.evals.calibration import brier_score, expected_calibration_error
+
+    result = run_eval(stories, EvalTask("agreement", _agreement_samples(), multiple_choice(),
+                                        choice_match()))
+    probs = torch.tensor([r["probs"] for r in result.records], dtype=torch.float64)
+    labels = torch.tensor([r["choices"].index(r["target"]) for r in result.records])
+    conf, pick = probs.max(-1)
+    assert pick.tolist() == [r["choice"] for r in result.records]
+    assert result.summary["ece"] == expected_calibration_error(conf, pick == labels)
+    assert result.summary["brier"] == brier_score(probs, labels)
+    generated = run_eval(stories, EvalTask("gen", [Sample("the dog", " x")], generate(3),
+                                           exact_match()))
+    assert "ece" not in generated.summary

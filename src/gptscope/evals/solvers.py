@@ -5,7 +5,8 @@ the run's settings and returns one output dict per sample:
   per sample, so neither the batch size nor the order of samples changes what is drawn);
 - `multiple_choice`: the log-likelihood of each choice after the prompt
   (`gptscope.evals.loglik`), the pick by summed log-likelihood (``acc``, as lm-eval names
-  it) and per character (``acc_norm``);
+  it) and per character (``acc_norm``), and the softmax of the log-likelihoods over the
+  choices, whose calibration the summary reports;
 - `classify`: `multiple_choice` over a fixed set of labels.
 """
 
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import Any
+
+import torch
 
 from gptscope.evals.loglik import continuation_logprobs, loglik_choice
 from gptscope.evals.samples import Sample
@@ -90,8 +93,11 @@ def multiple_choice(choices: Sequence[str] | None = None) -> Solver:
             logliks = [sum(lps) for lps in logprobs[start:start + len(options)]]
             pick = loglik_choice(logliks)
             norm = loglik_choice(logliks, [len(o) for o in options])
+            # The model's belief over the choices, what the summary's calibration reads.
+            probs = torch.tensor(logliks, dtype=torch.float64).softmax(-1).tolist()
             outputs.append({"output": options[pick], "choice": pick, "choice_norm": norm,
-                            "output_norm": options[norm], "logliks": logliks})
+                            "output_norm": options[norm], "choices": list(options),
+                            "logliks": logliks, "probs": probs})
         return outputs
 
     return solve

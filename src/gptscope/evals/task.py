@@ -17,6 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from gptscope.evals.calibration import (
+    brier_score,
+    classifier_confidence,
+    expected_calibration_error,
+)
 from gptscope.evals.samples import Sample
 from gptscope.evals.scorers import Scorer, check_score
 from gptscope.evals.solvers import Solver
@@ -70,11 +77,26 @@ def run_eval(model: Any, task: EvalTask, out: str | Path | None = None, batch_si
                         "score": check_score(task.scorer(sample, output), name)})
     mean, low, high = bootstrap_ci([r["score"] for r in records], seed=seed)
     summary = {"task": task.name, "n": len(records), "mean": mean, "ci_low": low,
-               "ci_high": high, "ci": 0.95, "seed": seed}
+               "ci_high": high, "ci": 0.95, "seed": seed, **choice_calibration(records)}
     result = EvalResult(records, summary)
     if out is not None:
         write_log(result, out)
     return result
+
+
+def choice_calibration(records: list[dict[str, Any]]) -> dict[str, float]:
+    """For multiple choice with targets: how well the model's probabilities over the choices
+    (softmax of their log-likelihoods) match how often its pick is right: ECE with 10
+    equal-width and equal-mass bins, and the Brier score. Empty for other tasks."""
+    usable = [r for r in records if "probs" in r and r["target"] in r["choices"]]
+    if not usable or len(usable) < len(records):
+        return {}
+    probs = torch.tensor([r["probs"] for r in usable], dtype=torch.float64)
+    labels = torch.tensor([r["choices"].index(r["target"]) for r in usable])
+    confidence, correct = classifier_confidence(probs, labels)
+    return {"ece": expected_calibration_error(confidence, correct),
+            "ece_mass": expected_calibration_error(confidence, correct, scheme="mass"),
+            "brier": brier_score(probs, labels)}
 
 
 def _plain(value: Any) -> Any:
