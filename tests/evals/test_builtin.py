@@ -55,3 +55,25 @@ def test_agreement_and_its_shift():
     assert plain > 0.95 and shifted < plain
     with pytest.raises(ValueError, match="unknown task 'nope'"):
         builtin_task("nope")
+
+
+@pytest.mark.parametrize("name", sorted(set(TASKS) - {"modular_addition"}))
+def test_longer_splits_are_longer_with_the_same_vocabulary(name):
+    from gptscope.evals.builtin import longer
+
+    task = make_task(name)
+    shifted = longer(task)
+    assert shifted.seq_len > task.seq_len and shifted.vocab_size == task.vocab_size
+    samples = builtin_task(f"{name}-longer", 4).samples
+    assert max(len(s.input) + len(s.target) for s in samples) == shifted.seq_len
+
+
+def test_shift_errors_are_clear():
+    from tests.helpers import random_model
+
+    with pytest.raises(ValueError, match="modular_addition has no longer form"):
+        builtin_task("modular_addition-longer")
+    small = random_model(d_vocab=11, n_ctx=20)  # copy's 17 tokens fit, copy-longer's 25 not
+    assert run_eval(small, builtin_task("copy", 3)).summary["n"] == 3
+    with pytest.raises(ValueError, match="sample copy-0: input .* exceed the model's n_ctx=20"):
+        run_eval(small, builtin_task("copy-longer", 3))

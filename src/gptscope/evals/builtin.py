@@ -9,11 +9,13 @@
   ..." -> "happy." or "sad."), in the chat template (an SFT run of `gptscope align sft`);
 - every synthetic task of `gptscope.data.tasks` by its name (`synthetic_task`): test-split
   examples cut before their answer, answered by greedy generation, scored by exact match
-  of the answer's token ids (so a model without a tokenizer can be evaluated).
+  of the answer's token ids (so a model without a tokenizer can be evaluated), and its
+  shifted split by the name plus ``-longer`` (`longer`): the same rule on longer inputs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable
 
@@ -102,6 +104,28 @@ def synthetic_task(task: Task, n: int = 200, split: str = "test", seed: int = SE
     return EvalTask(task.name, samples, generate(temperature=0.0), exact_match())
 
 
+def longer(task: Task) -> Task:
+    """The shifted split of a synthetic task: the same rule on longer inputs than it trains
+    on (half as many list items, facts, or repeated tokens again; one more digit; eight more
+    brackets). Modular addition has no longer form: its shift is its held-out pairs."""
+    field, grow = {
+        "copy": ("n_items", lambda v: v + (v + 1) // 2),
+        "reverse": ("n_items", lambda v: v + (v + 1) // 2),
+        "sort": ("n_items", lambda v: v + (v + 1) // 2),
+        "addition": ("n_digits", lambda v: v + 1),
+        "induction": ("half_len", lambda v: v + v // 2),
+        "brackets": ("length", lambda v: v + 8),
+        "zipf_lookup": ("n_facts", lambda v: v + (v + 1) // 2),
+    }.get(task.name, (None, None))
+    if field is None:
+        raise ValueError(f"{task.name} has no longer form (its inputs have a fixed length); "
+                         "its distribution shift is the held-out split, the plain task")
+    value = grow(getattr(task, field))
+    if task.name == "induction" and value > task.n_symbols:
+        value = task.n_symbols  # the first half holds distinct symbols
+    return dataclasses.replace(task, **{field: value})
+
+
 def builtin_task(name: str, n: int = 200, task_kwargs: dict | None = None) -> EvalTask:
     """A built-in task by name with ``n`` samples (see the module docstring); a synthetic
     task is made with ``task_kwargs`` (those of the run it evaluates)."""
@@ -109,7 +133,11 @@ def builtin_task(name: str, n: int = 200, task_kwargs: dict | None = None) -> Ev
         raise ValueError(f"n must be >= 1, got {n}")
     if name in TASKS:
         return synthetic_task(make_task(name, **(task_kwargs or {})), n)
+    if name.removesuffix("-longer") in TASKS:
+        task = longer(make_task(name.removesuffix("-longer"), **(task_kwargs or {})))
+        return dataclasses.replace(synthetic_task(task, n), name=name)
     if name not in BUILTIN:
         raise ValueError(f"unknown task {name!r}; built-in tasks: "
-                         f"{', '.join([*BUILTIN, *TASKS])}, or pass a JSONL file of samples")
+                         f"{', '.join([*BUILTIN, *TASKS])} (and each synthetic task's shifted split, "
+                         "e.g. copy-longer), or pass a JSONL file of samples")
     return BUILTIN[name](n)

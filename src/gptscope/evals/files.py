@@ -18,8 +18,9 @@ def task_from_name_or_file(name: str, n: int = 200, run: str | Path | None = Non
                            ) -> EvalTask:
     """``name`` a built-in task, or the path of a JSONL file of samples. A synthetic task
     takes the parameters ``run`` trained it with (its train_config.json), if it did."""
-    if name in TASKS:
-        return builtin_task(name, n, _task_kwargs(run, name))
+    base = name.removesuffix("-longer")
+    if base in TASKS:
+        return builtin_task(name, n, _task_kwargs(run, base))
     if name in BUILTIN:
         return builtin_task(name, n)
     path = Path(name)

@@ -55,6 +55,11 @@ def generate(max_new_tokens: int = 64, temperature: float = 0.0, stop: str | Non
             prompt = _encode(model, sample.input, sample, index)
             as_ids = isinstance(sample.input, tuple)
             budget = len(sample.target) if as_ids and sample.target else max_new_tokens
+            if as_ids and len(prompt) + budget - 1 > model.cfg.n_ctx:
+                raise ValueError(f"sample {sample.named(index)}: input ({len(prompt)}) and "
+                                 f"answer ({budget}) tokens exceed the model's n_ctx="
+                                 f"{model.cfg.n_ctx}; a longer split than the model was built "
+                                 "for cannot be read by it")
             stops = (_encode(model, stop, sample, index) if stop and not as_ids else None)
             # One sample at a time, its own seed: batching cannot change what is drawn.
             ids = model.generate([prompt], max_new_tokens=budget, temperature=temperature,
