@@ -138,6 +138,6 @@ def builtin_task(name: str, n: int = 200, task_kwargs: dict | None = None) -> Ev
         return dataclasses.replace(synthetic_task(task, n), name=name)
     if name not in BUILTIN:
         raise ValueError(f"unknown task {name!r}; built-in tasks: "
-                         f"{', '.join([*BUILTIN, *TASKS])} (and each synthetic task's shifted split, "
-                         "e.g. copy-longer), or pass a JSONL file of samples")
+                         f"{', '.join([*BUILTIN, *TASKS])} (and each synthetic task's "
+                         "shifted split, e.g. copy-longer), or pass a JSONL file of samples")
     return BUILTIN[name](n)
