@@ -134,3 +134,7 @@ def test_multiple_choice_summary_reports_calibration(stories):
     generated = run_eval(stories, EvalTask("gen", [Sample("the dog", " x")], generate(3),
                                            exact_match()))
     assert "ece" not in generated.summary
+    from gptscope.evals.task import log_page, reliability_chart
+
+    assert "reliability diagram" in log_page(result) and "<svg" in log_page(result)
+    assert reliability_chart(generated.records) == ""

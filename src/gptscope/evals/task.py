@@ -23,6 +23,7 @@ from gptscope.evals.calibration import (
     brier_score,
     classifier_confidence,
     expected_calibration_error,
+    reliability_bins,
 )
 from gptscope.evals.samples import Sample
 from gptscope.evals.scorers import Scorer, check_score
@@ -99,6 +100,25 @@ def choice_calibration(records: list[dict[str, Any]]) -> dict[str, float]:
             "brier": brier_score(probs, labels)}
 
 
+def reliability_chart(records: list[dict[str, Any]], n_bins: int = 10) -> str:
+    """A reliability diagram (accuracy against mean confidence per equal-width bin, beside
+    the diagonal a calibrated model lies on) of a multiple-choice log, as HTML; "" when the
+    records have no choice probabilities."""
+    from gptscope.viz.scatter import ScatterChart
+
+    usable = [r for r in records if "probs" in r and r["target"] in r["choices"]]
+    if not usable or len(usable) < len(records):
+        return ""
+    confidence = torch.tensor([max(r["probs"]) for r in usable], dtype=torch.float64)
+    correct = torch.tensor([r["output"] == r["target"] for r in usable])
+    bins = [b for b in reliability_bins(confidence, correct, n_bins) if b.count]
+    points = ([b.confidence for b in bins], [b.accuracy for b in bins],
+              [f"({b.lo:.1f}, {b.hi:.1f}]: {b.count} samples" for b in bins])
+    return ScatterChart({"bins": points}, {"calibrated": ([0.0, 1.0], [0.0, 1.0])},
+                        x_label="confidence", y_label="accuracy",
+                        title="reliability diagram").html()
+
+
 def _plain(value: Any) -> Any:
     """Token-id tuples as lists, as the JSON log holds them."""
     return list(value) if isinstance(value, tuple) else value
@@ -124,6 +144,10 @@ def log_page(result: EvalResult) -> str:
         f"<tr><td>{escape(r['id'])}</td><td>{escape(r['input'])}</td>"
         f"<td>{escape(r['target'] or '')}</td><td>{escape(r['output'])}</td>"
         f"<td>{r['score']:g}</td></tr>" for r in result.records)
+    if "ece" in s:
+        head += (f"<p>calibration of the choice probabilities: ECE {s['ece']:.3f} "
+                 f"(equal-mass bins {s['ece_mass']:.3f}), Brier {s['brier']:.3f}</p>")
+    head += reliability_chart(result.records)
     table = ("<table><thead><tr><th>id</th><th>input</th><th>target</th><th>output</th>"
              f"<th>score</th></tr></thead><tbody>{rows}</tbody></table>")
     return page(f"eval: {s['task']}", head + table)
