@@ -38,6 +38,7 @@ from .mutants_gpt import MUTANTS as GPT_MUTANTS
 from .mutants_interp import MUTANTS as INTERP_MUTANTS
 from .mutants_optimization import MUTANTS as OPTIMIZATION_MUTANTS
 from .mutants_real_models import MUTANTS as REAL_MODELS_MUTANTS
+from .mutants_red_teaming import MUTANTS as RED_TEAMING_MUTANTS
 from .mutants_scaling import MUTANTS as SCALING_MUTANTS
 from .mutants_vision import MUTANTS as VISION_MUTANTS
 
@@ -668,7 +669,7 @@ for _exercise, _items in [*MORE.items(), *BASICS_MUTANTS.items(), *FEATURES_MUTA
                           *REAL_MODELS_MUTANTS.items(), *CIRCUITS_MUTANTS.items(),
                           *OPTIMIZATION_MUTANTS.items(), *CONTRASTIVE_MUTANTS.items(),
                           *DATA_PARALLEL_MUTANTS.items(), *VISION_MUTANTS.items(),
-                          *ENCODER_DECODER_MUTANTS.items()]:
+                          *ENCODER_DECODER_MUTANTS.items(), *RED_TEAMING_MUTANTS.items()]:
     MUTANTS.setdefault(_exercise, []).extend(_items)
 MUTANTS.update(ASSISTANT_MUTANTS)  # lesson 13b's, kept in their own file
 MUTANTS.update(SCALING_MUTANTS)  # lesson 13's too
@@ -678,4 +679,4 @@ TESTED_ELSEWHERE = (set(ASSISTANT_MUTANTS) | set(SCALING_MUTANTS) | set(FEATURES
                     | set(REAL_MODELS_MUTANTS) | set(CIRCUITS_MUTANTS)
                     | set(OPTIMIZATION_MUTANTS) | set(CONTRASTIVE_MUTANTS)
                     | set(DATA_PARALLEL_MUTANTS) | set(VISION_MUTANTS)
-                    | set(ENCODER_DECODER_MUTANTS))
+                    | set(ENCODER_DECODER_MUTANTS) | set(RED_TEAMING_MUTANTS))

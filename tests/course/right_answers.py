@@ -18,6 +18,7 @@ from .mutants_data_parallel import RIGHT_ANSWERS as DATA_PARALLEL_RIGHT
 from .mutants_encoder_decoder import RIGHT_ANSWERS as ENCODER_DECODER_RIGHT
 from .mutants_optimization import RIGHT_ANSWERS as OPTIMIZATION_RIGHT
 from .mutants_real_models import RIGHT_ANSWERS as REAL_MODELS_RIGHT
+from .mutants_red_teaming import RIGHT_ANSWERS as RED_TEAMING_RIGHT
 from .mutants_vision import RIGHT_ANSWERS as VISION_RIGHT
 from .right_answers_lessons_1_to_9 import RIGHT_ANSWERS as EARLY_RIGHT
 
@@ -577,6 +578,7 @@ RIGHT.update({
 
 # Lessons 7-9 and 14's new exercises keep their right answers beside their mutants.
 for _answers in (REAL_MODELS_RIGHT, CIRCUITS_RIGHT, OPTIMIZATION_RIGHT, EARLY_RIGHT,
-                 CONTRASTIVE_RIGHT, DATA_PARALLEL_RIGHT, VISION_RIGHT, ENCODER_DECODER_RIGHT):
+                 CONTRASTIVE_RIGHT, DATA_PARALLEL_RIGHT, VISION_RIGHT, ENCODER_DECODER_RIGHT,
+                 RED_TEAMING_RIGHT):
     for _exercise, _fns in _answers.items():
         RIGHT.setdefault(_exercise, []).extend(_fns)

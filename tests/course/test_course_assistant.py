@@ -161,7 +161,7 @@ def test_syllabus_json_is_valid_and_keeps_every_other_lesson():
     text = resources.files("gptscope.course").joinpath("syllabus.json").read_text("utf-8")
     lessons = json.loads(text)["lessons"]
     assert [d["id"] for d in lessons].count("13b") == 1
-    assert len(lessons) == 21
+    assert len(lessons) == 22
 
 
 def _diagnoses() -> dict[str, str]:

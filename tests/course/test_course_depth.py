@@ -19,6 +19,7 @@ from . import (
     mutants_interp,
     mutants_optimization,
     mutants_real_models,
+    mutants_red_teaming,
     mutants_vision,
 )
 from .mutants import MUTANTS, TESTED_ELSEWHERE
@@ -26,7 +27,7 @@ from .strict import assert_named_alone
 
 STRICT = (mutants_gpt, mutants_interp, mutants_real_models, mutants_circuits,
           mutants_features, mutants_optimization, mutants_data_parallel, mutants_contrastive,
-          mutants_vision, mutants_encoder_decoder)
+          mutants_vision, mutants_encoder_decoder, mutants_red_teaming)
 # An exercise test_course_checks.py leaves out (TESTED_ELSEWHERE) has its whole list here;
 # for the others, only the mistakes these modules add (the rest are tested there).
 _OWN = {ex: items for module in STRICT for ex, items in module.MUTANTS.items()}

@@ -24,7 +24,7 @@ def progress(tmp_path):
 def test_site_pages_are_self_contained(tmp_path, progress):
     index = build_site(tmp_path / "site", progress)
     pages = sorted(p.name for p in index.parent.glob("*.html"))
-    assert len(pages) == 22  # index + 21 lessons
+    assert len(pages) == 23  # index + 22 lessons
     for page in index.parent.glob("*.html"):
         html = page.read_text()
         assert not re.search(r'(src|href)="(https?:)?//[^"]*\.(js|css)', html)
@@ -39,7 +39,7 @@ def test_site_renders_in_chromium(chromium, tmp_path, progress):
     result = render_in_browser(index)
     assert result.errors == []
     m = re.search(r'data-course-ready="(\d+)"', result.dom)
-    assert m and int(m.group(1)) == 21  # the script ran and filled every progress bar
+    assert m and int(m.group(1)) == 22  # the script ran and filled every progress bar
     assert "width: " in result.dom or "width:" in result.dom
     page = render_in_browser(index.parent / "lesson02_softmax.html", screenshot=tmp_path / "l.png")
     assert page.errors == []

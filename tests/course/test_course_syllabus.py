@@ -15,8 +15,8 @@ SYLLABUS = load_syllabus()
 
 def test_lessons_in_order_with_3b():
     ids = [lesson.id for lesson in SYLLABUS.lessons]
-    assert ids == ["01", "02", "03", "03b", "04", "05", "05b", "05c", "06", "06b", "06c", "06d",
-                   "07", "08", "09", "10", "11", "12", "13", "13b", "14"]
+    assert ids == ["01", "02", "03", "03b", "03c", "04", "05", "05b", "05c", "06", "06b",
+                   "06c", "06d", "07", "08", "09", "10", "11", "12", "13", "13b", "14"]
     assert len(set(SYLLABUS.exercises)) == len(SYLLABUS.exercises)
     for required in ("mlp_forward", "mlp_backward", "train_classifier", "softmax",
                      "log_softmax", "cross_entropy", "sinusoidal_positions", "causal_mask",
@@ -44,6 +44,7 @@ def test_lesson_lookup_forms():
     assert SYLLABUS.lesson("attention").id == "04"
     assert SYLLABUS.lesson("lesson04_attention").id == "04"
     assert SYLLABUS.lesson("3B").id == "03b"
+    assert SYLLABUS.lesson("3c").id == "03c"
     assert SYLLABUS.lesson_of("sae_loss").id == "12"
     with pytest.raises(ValueError, match="lessons are"):
         SYLLABUS.lesson("99")

@@ -1,6 +1,6 @@
 """The course: syllabus, exercises with checks that name mistakes, progress, notebooks, site.
 
-Fourteen lessons (plus 3b, 5b, 5c, 6b, 6c, 6d and 13b) follow the seed syllabi; each lesson's
+Fourteen lessons (plus 3b, 3c, 5b, 5c, 6b, 6c, 6d and 13b) follow the seed syllabi; each lesson's
 exercises are functions the learner writes and the course checks against gptscope's own
 implementation, naming the likely mistake when an answer is wrong ("scores not divided by
 sqrt(d_head)").

@@ -34,8 +34,8 @@ class Goal:
 
 @dataclass(frozen=True)
 class Lesson:
-    """A lesson: ``id`` is "01" ... "14" (and "03b", "05b", "05c", "06b", "06c", "06d", "13b");
-    ``slug`` names its workspace file."""
+    """A lesson: ``id`` is "01" ... "14" (and "03b", "03c", "05b", "05c", "06b", "06c", "06d",
+    "13b"); ``slug`` names its workspace file."""
 
     id: str
     slug: str

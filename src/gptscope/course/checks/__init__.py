@@ -19,6 +19,7 @@ from gptscope.course.checks import (
     contrastive,
     data_parallel,
     encoder_decoder,
+    evaluation,
     features,
     gpt,
     interp,
@@ -27,6 +28,7 @@ from gptscope.course.checks import (
     positions,
     projects,
     real_models,
+    red_teaming,
     rlhf,
     scaling,
     training,
@@ -36,10 +38,10 @@ from gptscope.course.result import CheckResult
 
 CHECKS: dict[str, Callable[[Any], CheckResult]] = {
     name[len("check_"):]: fn
-    for module in (basics, positions, calibration, attention, gpt, training, optimization,
-                   contrastive, data_parallel, params, real_models, interp, attribution,
-                   circuits, features, scaling, alignment, rlhf, projects, vision,
-                   encoder_decoder)
+    for module in (basics, positions, calibration, evaluation, red_teaming, attention, gpt,
+                   training, optimization, contrastive, data_parallel, params, real_models,
+                   interp, attribution, circuits, features, scaling, alignment, rlhf, projects,
+                   vision, encoder_decoder)
     for name, fn in vars(module).items()
     if name.startswith("check_") and callable(fn)
 }

@@ -112,7 +112,7 @@ def auroc_truth(scores: torch.Tensor, labels: torch.Tensor, tie: float = 0.5) ->
     return (higher + tie * (pos[:, None] == neg[None, :]).double()).mean()
 
 
-def _auroc_cases() -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+def auroc_cases() -> list[tuple[str, torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(11)
     labels = (torch.rand(60, generator=g) < 0.3).long()
     scores = torch.randn(60, generator=g) + 1.2 * labels
@@ -136,36 +136,56 @@ def _pairwise_rank_auc(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tens
     return (ranks[labels.bool()].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
+SWAPPED = ("the labels are the wrong way round: 1 marks the positives, which should score "
+           "higher (you returned 1 - AUROC)")
+
+
+def auroc_variants(scores: torch.Tensor, labels: torch.Tensor, swapped: str = SWAPPED
+                   ) -> dict[str, Callable[[], torch.Tensor]]:
+    """The known wrong AUROCs of ``scores`` and ``labels`` (shared with lesson 3c's
+    ``ood_auroc``, whose ``swapped`` message speaks of in- and out-of-distribution)."""
+    return {
+        "ties counted as wins: a tie between a positive and a negative counts one half":
+            lambda: auroc_truth(scores, labels, tie=1.0),
+        "ties counted as losses: a tie between a positive and a negative counts one "
+        "half": lambda: auroc_truth(scores, labels, tie=0.0),
+        swapped: lambda: 1 - auroc_truth(scores, labels),
+        "ranks of tied scores not averaged: tied scores share the mean of their ranks":
+            lambda: _pairwise_rank_auc(scores, labels),
+        "returned the accuracy at threshold 0.5, not the area under the ROC curve":
+            lambda: ((scores > 0.5).long() == labels.long()).double().mean(),
+    }
+
+
+def expect_value_error(fn: Callable[..., Any], args: tuple[Any, ...], passed: list[str],
+                       label: str, complaint: str) -> list[str]:
+    """``passed`` plus ``label`` if ``fn(*args)`` raises ValueError; else Mismatch
+    ``complaint`` (another exception from the learner's code is reported as raised)."""
+    try:
+        call(fn, *args)
+    except Exception as raised:
+        cause = raised.__cause__ or raised
+        if not isinstance(cause, ValueError):
+            raise
+        return passed + [label]
+    raise Mismatch(complaint)
+
+
 def check_auroc(fn: Callable[..., Any]) -> CheckResult:
     def one_case(spec: tuple[str, torch.Tensor, torch.Tensor]) -> str:
         case, scores, labels = spec
         want = auroc_truth(scores, labels)
         got = float_answer(call(fn, scores.clone(), labels.clone()), "the AUROC")
-        compare(got, want, case, {
-            "ties counted as wins: a tie between a positive and a negative counts one half":
-                lambda: auroc_truth(scores, labels, tie=1.0),
-            "ties counted as losses: a tie between a positive and a negative counts one "
-            "half": lambda: auroc_truth(scores, labels, tie=0.0),
-            "the labels are the wrong way round: 1 marks the positives, which should score "
-            "higher (you returned 1 - AUROC)": lambda: 1 - auroc_truth(scores, labels),
-            "ranks of tied scores not averaged: tied scores share the mean of their ranks":
-                lambda: _pairwise_rank_auc(scores, labels),
-            "returned the accuracy at threshold 0.5, not the area under the ROC curve":
-                lambda: ((scores > 0.5).long() == labels.long()).double().mean(),
-        }, "the AUROC", atol=1e-9)
+        compare(got, want, case, auroc_variants(scores, labels), "the AUROC", atol=1e-9)
         return case
 
     def body() -> list[str]:
-        passed = run_cases(_auroc_cases(), one_case)
-        try:
-            call(fn, torch.tensor([0.2, 0.4]), torch.tensor([1, 1]))
-        except Exception as raised:
-            cause = raised.__cause__ or raised
-            if not isinstance(cause, ValueError):
-                raise
-            return passed + ["one class only: ValueError"]
-        raise Mismatch("with only positive labels the AUROC is undefined: raise ValueError "
-                       "(the docstring asks for it), rather than return a number")
+        passed = run_cases(auroc_cases(), one_case)
+        return expect_value_error(
+            fn, (torch.tensor([0.2, 0.4]), torch.tensor([1, 1])), passed,
+            "one class only: ValueError",
+            "with only positive labels the AUROC is undefined: raise ValueError (the "
+            "docstring asks for it), rather than return a number")
     return run_check("auroc", body)
 
 
