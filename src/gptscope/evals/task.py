@@ -85,15 +85,23 @@ def run_eval(model: Any, task: EvalTask, out: str | Path | None = None, batch_si
     return result
 
 
+def _choice_beliefs(records: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A multiple-choice log's choice probabilities [n, n_choices] and the right choice's
+    index [n]; None unless every record has both."""
+    if not all("probs" in r and r["target"] in r["choices"] for r in records):
+        return None
+    return (torch.tensor([r["probs"] for r in records], dtype=torch.float64),
+            torch.tensor([r["choices"].index(r["target"]) for r in records]))
+
+
 def choice_calibration(records: list[dict[str, Any]]) -> dict[str, float]:
     """For multiple choice with targets: how well the model's probabilities over the choices
     (softmax of their log-likelihoods) match how often its pick is right: ECE with 10
     equal-width and equal-mass bins, and the Brier score. Empty for other tasks."""
-    usable = [r for r in records if "probs" in r and r["target"] in r["choices"]]
-    if not usable or len(usable) < len(records):
+    beliefs = _choice_beliefs(records)
+    if beliefs is None:
         return {}
-    probs = torch.tensor([r["probs"] for r in usable], dtype=torch.float64)
-    labels = torch.tensor([r["choices"].index(r["target"]) for r in usable])
+    probs, labels = beliefs
     confidence, correct = classifier_confidence(probs, labels)
     return {"ece": expected_calibration_error(confidence, correct),
             "ece_mass": expected_calibration_error(confidence, correct, scheme="mass"),
@@ -106,12 +114,10 @@ def reliability_chart(records: list[dict[str, Any]], n_bins: int = 10) -> str:
     records have no choice probabilities."""
     from gptscope.viz.scatter import ScatterChart
 
-    usable = [r for r in records if "probs" in r and r["target"] in r["choices"]]
-    if not usable or len(usable) < len(records):
+    beliefs = _choice_beliefs(records)
+    if beliefs is None:
         return ""
-    confidence = torch.tensor([max(r["probs"]) for r in usable], dtype=torch.float64)
-    correct = torch.tensor([r["output"] == r["target"] for r in usable])
-    bins = [b for b in reliability_bins(confidence, correct, n_bins) if b.count]
+    bins = [b for b in reliability_bins(*classifier_confidence(*beliefs), n_bins) if b.count]
     points = ([b.confidence for b in bins], [b.accuracy for b in bins],
               [f"({b.lo:.1f}, {b.hi:.1f}]: {b.count} samples" for b in bins])
     return ScatterChart({"bins": points}, {"calibrated": ([0.0, 1.0], [0.0, 1.0])},
