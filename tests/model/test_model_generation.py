@@ -309,3 +309,32 @@ def test_incremental_with_padding_matches_full_forward():
     got = torch.cat(pieces, dim=1)
     torch.testing.assert_close(got[0], full[0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(got[1, 3:], full[1, 3:], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cfg", ["gpt2", "rotary", "sinusoidal"])
+def test_greedy_continuations_equal_each_prompt_alone(cfg):
+    """Mixed prompt lengths, left-padded in one batch: each row's tokens are the ones it
+    gets generated alone, cut after its first stop token."""
+    from gptscope.model.generation import greedy_continuations
+
+    model = make(**CONFIGS[cfg])
+    prompts = [[3], [5, 1, 4, 1], [9, 2, 6], [7, 7]]
+    alone = [model.generate(torch.tensor([p]), max_new_tokens=6, temperature=0.0)[0, len(p):]
+             .tolist() for p in prompts]
+    stop = alone[1][2]  # a token some row produces, so at least one row stops early
+    cut = [row[:row.index(stop) + 1] if stop in row else row for row in alone]
+    assert greedy_continuations(model, prompts, 6, stop) == cut
+    assert greedy_continuations(model, prompts, 6) == alone
+    assert any(len(c) < 6 for c in cut)
+
+
+def test_greedy_continuations_bad_input():
+    from gptscope.model.generation import greedy_continuations
+
+    model = make()
+    with pytest.raises(ValueError, match="non-empty"):
+        greedy_continuations(model, [[1], []], 3)
+    with pytest.raises(ValueError, match="exceeds n_ctx=12"):
+        greedy_continuations(model, [[1] * 10], 3)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        greedy_continuations(model, [[1]], -1)

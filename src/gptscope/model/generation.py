@@ -255,3 +255,50 @@ def _decode_stream(tokenizer: Any, ids: Iterator[int]) -> Iterator[str]:
             continue
         yield text[len(emitted):]
         emitted = text
+
+
+@torch.inference_mode()
+def greedy_continuations(model: Transformer, prompts: list[list[int]], max_new_tokens: int,
+                         stop_tokens: Iterable[int] | int | None = None) -> list[list[int]]:
+    """Greedy continuations of prompts of different lengths in one batch; returns each
+    row's new tokens, up to and including its first stop token.
+
+    The prompts are padded on the left and the padding is masked out of attention and
+    positions, so each row gets the tokens it would get alone (up to float rounding between
+    batch shapes, which can flip a near-tie). Every prompt plus ``max_new_tokens`` must fit
+    n_ctx.
+    """
+    _check_args(model, max_new_tokens, (0.0, None, None), None, True, "error")
+    if not prompts or any(not p for p in prompts):
+        raise ValueError("prompts must be a non-empty list of non-empty token-id lists")
+    longest = max(len(p) for p in prompts)
+    if longest + max_new_tokens > model.cfg.n_ctx:
+        raise ValueError(f"the longest prompt ({longest} tokens) + max_new_tokens "
+                         f"({max_new_tokens}) exceeds n_ctx={model.cfg.n_ctx}")
+    stops = torch.tensor(_stop_ids(stop_tokens, model.cfg.d_vocab), dtype=torch.long,
+                         device=model.device)
+    feed = torch.zeros(len(prompts), longest, dtype=torch.long, device=model.device)
+    keys = torch.zeros_like(feed, dtype=torch.bool)
+    for row, ids in enumerate(prompts):
+        feed[row, longest - len(ids):] = torch.tensor(ids)
+        keys[row, longest - len(ids):] = True
+    cache = KVCache(model.cfg, len(prompts), model.device, model.dtype,
+                    longest + max_new_tokens)
+    new, done = [], torch.zeros(len(prompts), dtype=torch.bool, device=model.device)
+    for step in range(max_new_tokens):
+        x = model(feed, return_type=None, stop_at_layer=model.cfg.n_layers, past=cache,
+                  attention_mask=keys)
+        logits = model.resid_to_logits(x[:, -1:])[:, -1]  # [batch, d_vocab]
+        if not bool(finite_rows(logits).all()):
+            raise nonfinite_error(logits, f"generation step {step} produced logits")
+        nxt = logits.argmax(-1)
+        new.append(nxt)
+        done = done | torch.isin(nxt, stops)
+        if bool(done.all()):
+            break
+        feed = nxt[:, None]
+        keys = torch.cat([keys, torch.ones_like(feed, dtype=torch.bool)], dim=1)
+    rows = torch.stack(new, dim=1).tolist() if new else [[] for _ in prompts]
+    stop_set = set(stops.tolist())
+    return [row[:next((i + 1 for i, t in enumerate(row) if t in stop_set), len(row))]
+            for row in rows]
