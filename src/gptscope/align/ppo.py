@@ -306,8 +306,19 @@ def run_ppo(policy_run: str | Path, reward_run: str | Path, out: str | Path,
 
     ``overrides`` are TrainConfig fields (``lr``, ``max_steps``, ``batch_size`` = the
     minibatch, ...). Returns the trainer's `TrainResult`."""
-    from gptscope.align.options import check_options, write_options
     from gptscope.align.reward import load_reward_model
+
+    return fit_ppo(policy_run, load_reward_model(reward_run), out, cfg, resume, overwrite,
+                   **overrides)
+
+
+def fit_ppo(policy_run: str | Path, reward_model: nn.Module, out: str | Path,
+            cfg: PPOConfig | None = None, resume: bool = False, overwrite: bool = False,
+            **overrides: Any) -> Any:
+    """PPO of ``policy_run`` against any ``reward_model``: a module with the policy's
+    ``tokenizer`` whose ``forward(tokens [n, pos], lengths [n])`` scores each completion
+    [n] (a `RewardModel`, or a red team's score of the target's reply)."""
+    from gptscope.align.options import check_options, write_options
     from gptscope.train.init import open_base
     from gptscope.train.trainer import Trainer
 
@@ -316,8 +327,7 @@ def run_ppo(policy_run: str | Path, reward_run: str | Path, out: str | Path,
     minibatch = overrides.get("batch_size", PPO_DEFAULTS["batch_size"])
     updates = cfg.rollout_size // minibatch * cfg.ppo_epochs if minibatch else 0
     train_cfg = _ppo_train_config(policy_run, max(updates, 1), overrides)
-    data = PPOData(cfg, open_base(policy_run), load_reward_model(reward_run), out,
-                   train_cfg.batch_size)
+    data = PPOData(cfg, open_base(policy_run), reward_model, out, train_cfg.batch_size)
     trainer = Trainer(None, train_cfg, out, resume=resume, overwrite=overwrite, data=data)
     if trainer.is_main:
         write_options(out, PPO_OPTIONS, cfg.to_dict())

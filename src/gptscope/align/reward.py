@@ -19,6 +19,7 @@ as a language model), ``reward_head.safetensors`` the head; `load_reward_model` 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -291,19 +292,30 @@ def train_reward_model(base_run: str | Path, out: str | Path, kind: str = "label
     `TrainResult` (its ``model`` is the `RewardModel`, ``last_eval`` the held-out scores).
 
     labels / pairs: the learner's own data (else the stories corpus's labels)."""
+    options = {"kind": kind, "n_stories": n_stories, "max_sentences": max_sentences,
+               "own_labels": labels is not None,
+               "own_pairs": pairs is not None}
+
+    def data(tokenizer: Any, seed: int) -> RewardData:
+        return stories_reward_data(tokenizer, kind, n_stories, labels=labels, pairs=pairs,
+                                   seed=seed, max_sentences=max_sentences)
+
+    return fit_reward_model(base_run, out, data, options, resume, overwrite, **overrides)
+
+
+def fit_reward_model(base_run: str | Path, out: str | Path,
+                     data: Callable[[Any, int], RewardData], options: dict[str, Any],
+                     resume: bool = False, overwrite: bool = False, **overrides: Any) -> Any:
+    """Train a reward model from ``base_run``'s weights on ``data(tokenizer, seed)`` into
+    ``out``, with ``options`` (what made the data) saved beside it and checked on resume."""
     from gptscope.align.options import align_train_config, check_options, write_options
     from gptscope.train.init import open_base
     from gptscope.train.trainer import Trainer
 
-    options = {"kind": kind, "n_stories": n_stories, "max_sentences": max_sentences,
-               "own_labels": labels is not None,
-               "own_pairs": pairs is not None}
     check_options(out, RM_OPTIONS, options, resume)
     cfg = align_train_config(base_run, RM_DEFAULTS, overrides)
-    tokenizer = open_base(base_run).tokenizer
-    data = stories_reward_data(tokenizer, kind, n_stories, labels=labels, pairs=pairs,
-                               seed=cfg.seed, max_sentences=max_sentences)
-    trainer = Trainer(None, cfg, out, resume=resume, overwrite=overwrite, data=data)
+    made = data(open_base(base_run).tokenizer, cfg.seed)
+    trainer = Trainer(None, cfg, out, resume=resume, overwrite=overwrite, data=made)
     if trainer.is_main:
         write_options(out, RM_OPTIONS, options)
     return trainer.fit()
