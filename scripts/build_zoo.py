@@ -39,8 +39,9 @@ EARLY = f"checkpoints/step_{GROKKING_EARLY_STEP:06d}"
 
 @dataclass(frozen=True)
 class Recipe:
-    """How one shipped folder is made: a preset trained with a seed (kind "model"), or an
-    SAE trained on a shipped model's activations (kind "sae", ``preset`` naming the model)."""
+    """How one shipped folder is made: a preset trained with a seed (kind "model"), an SAE
+    trained on a shipped model's activations (kind "sae", ``preset`` naming the model), or
+    a shipped model fine-tuned into an assistant (kind "sft", ``preset`` naming the base)."""
 
     preset: str
     seed: int
@@ -65,6 +66,10 @@ RECIPES: dict[str, Recipe] = {
                              options=("--keep-last", "3"),
                              also=("metrics.jsonl", *(f"{EARLY}/{f}" for f in (
                                  "config.json", "model.safetensors", "state.json")))),
+    "stories-assistant": Recipe("stories", 1337, ["03c"], "the stories model fine-tuned "
+                                "(gptscope align sft, the default 1500 steps) to follow the "
+                                "generated instructions: the chatbot the red-teaming lab "
+                                "attacks", kind="sft"),
     "stories-sae": Recipe("stories", 1337, ["12"], f"a top-k SAE (k 16, 1024 features) on "
                           f"the stories model's {SAE_HOOK}", kind="sae"),
 }
@@ -72,6 +77,9 @@ RECIPES: dict[str, Recipe] = {
 
 def command(name: str) -> list[str]:
     r = RECIPES[name]
+    if r.kind == "sft":
+        return ["gptscope", "align", "sft", r.preset, "--seed", str(r.seed), "--threads", "1",
+                "--out", name]
     if r.kind == "sae":
         return ["gptscope", "sae", "train", r.preset, "--hook", SAE_HOOK, "--kind", "topk",
                 "--seed", str(r.seed), "--threads", "1", "--out", name]
@@ -149,6 +157,14 @@ def measure_sae(name: str) -> dict[str, float]:
             "l0": round(float((feats > 0).float().sum(-1).mean()), 4)}
 
 
+def measure_assistant(model: Any) -> dict[str, float]:
+    """The fraction of 10 held-out instructions of each kind it follows (and of all 40)."""
+    from gptscope.align.sft import instruction_following
+
+    return {f"follows_{kind}": round(v, 4)
+            for kind, v in instruction_following(model, n_per_kind=10).items()}
+
+
 def measure_model(measure: Any) -> Any:
     """A measure of a loaded model, as one of a zoo name."""
     return lambda name: measure(gs.load(ZOO / name))
@@ -156,13 +172,14 @@ def measure_model(measure: Any) -> Any:
 
 MEASURES = {"induction-2l": measure_model(measure_induction),
             "stories": measure_model(measure_stories),
+            "stories-assistant": measure_model(measure_assistant),
             "modadd-grokked": measure_grokking, "stories-sae": measure_sae}
 
 
 def _ship(name: str, run: Path) -> None:
     """Copy what ``name`` ships from ``run``, the folder its command wrote."""
     recipe, out = RECIPES[name], ZOO / name
-    if recipe.kind == "model":
+    if recipe.kind in ("model", "sft"):
         seed = TrainConfig.from_json(run / "train_config.json").seed
         if seed != recipe.seed:
             raise ValueError(f"{run} was trained with seed {seed}, the recipe says "

@@ -24,7 +24,9 @@ def test_every_recipe_is_shipped_and_small():
     assert NAMES == sorted(build_zoo.RECIPES)
     total = sum(f.stat().st_size for name in NAMES for f in gs.zoo.path(name).rglob("*")
                 if f.is_file())
-    assert total < 8 * 2**20, f"the zoo holds {total / 2**20:.1f} MiB"
+    # 12 MiB since the red-teaming lab's chatbot (stories-assistant, 3.2 MiB) shipped: it
+    # takes six minutes to train, and the lab's README run has ten.
+    assert total < 12 * 2**20, f"the zoo holds {total / 2**20:.1f} MiB"
 
 
 @pytest.mark.parametrize("name", MODELS)
