@@ -22,9 +22,10 @@ demo: $(STAMP)
 # (non-vectorised) CPU kernels, as on a machine without AVX: their bounds must hold on any
 # CPU (tests/README.md has their spread over kernels, threads and seeds). Each pytest uses
 # one torch thread, so two lanes share the two cores. Lane 2 takes every test of WHOLE2
-# (their trained fixtures, the stories base and the demo model, are then built once) and
-# the learned tests of LANE2; lane 1 the rest of the suite and then every other learned test.
-WHOLE2 := tests/align tests/report/test_demo.py
+# (their trained fixtures, the stories base, the demo model and the red-teaming lab, are
+# then built once) and the learned tests of LANE2; lane 1 the rest of the suite and then
+# every other learned test.
+WHOLE2 := tests/align tests/report/test_demo.py tests/evals/redteam
 LANE2 := tests/steering tests/report
 test: $(STAMP) browser
 	@( ATEN_CPU_CAPABILITY=default $(BIN)/python -m pytest -p no:cacheprovider $(WHOLE2); \

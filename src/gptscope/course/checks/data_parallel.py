@@ -54,6 +54,10 @@ def _child(target: Callable[[int, int], Any], rank: int, world_size: int, folder
         dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank,
                                 world_size=world_size,
                                 timeout=timedelta(seconds=COLLECTIVE_TIMEOUT_S))
+        # Every rank finishes connecting before any runs the learner's code: otherwise a
+        # rank whose code makes no collective can tear the group down while a slower rank
+        # is still connecting, and that rank's "connection closed" reads as a hang.
+        dist.barrier()
         out: tuple[str, Any] = ("ok", target(rank, world_size))
     except NotImplementedError:
         out = ("todo", "")
