@@ -52,7 +52,7 @@ def question_lists(n_lists: int, seed: int, sizes: tuple[int, int] = (2, 5)) -> 
         prompts = pool[rng.choice(topics)]
         lists.append(NEWLINE.join(rng.sample(prompts, min(rng.randint(*sizes),
                                                           len(prompts)))))
-    return LIST_START + LIST_START.join(lists) + NEWLINE
+    return _corpus(lists)
 
 
 def lists_text(questions: list[str], n_lists: int, seed: int, sizes: tuple[int, int] = (2, 4)
@@ -61,6 +61,11 @@ def lists_text(questions: list[str], n_lists: int, seed: int, sizes: tuple[int, 
     rng = random.Random(seed)
     lists = [NEWLINE.join(rng.choices(questions, k=rng.randint(*sizes)))
              for _ in range(n_lists)]
+    return _corpus(lists)
+
+
+def _corpus(lists: list[str]) -> str:
+    """Lists (each its lines joined) as the red LM reads them: each after a blank line."""
     return LIST_START + LIST_START.join(lists) + NEWLINE
 
 

@@ -84,8 +84,11 @@ def summarize(method: str, records: list[dict[str, Any]], seed: int = 0) -> dict
 
 
 def _distinct(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    seen: set[str] = set()
-    return [r for r in records if not (r["question"] in seen or seen.add(r["question"]))]
+    """The first record of each question, in order."""
+    first: dict[str, dict[str, Any]] = {}
+    for r in records:
+        first.setdefault(r["question"], r)
+    return list(first.values())
 
 
 def report_page(summaries: list[dict[str, Any]], stands_in: str) -> str:
